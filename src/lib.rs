@@ -1,0 +1,1 @@
+//! The softswitch library.

@@ -1,1 +1,11 @@
-//! The softswitch library.
+//! The softswitch library: configuration, the call layer (B2BUA) that joins
+//! `sip` and `media`, the operator HTTP endpoints, and the runtime.
+
+pub mod b2bua;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod switch;
+
+pub use switch::{run, Listening, StartError};

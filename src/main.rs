@@ -1,1 +1,47 @@
-fn main() {}
+//! `softswitch`: see `softswitch --help` and OPERATIONS.md.
+
+use softswitch::cli::{self, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SOFTSWITCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("softswitch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command() {
+        Command::CheckConfig => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("softswitch: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(softswitch::run(config, softswitch::switch::signal(), None)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("softswitch: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

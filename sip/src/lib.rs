@@ -6,5 +6,13 @@
 //! sockets and the core.
 
 pub mod auth;
+pub mod bytestr;
+pub mod endpoint;
+pub mod message;
 pub mod sdp;
 pub mod transaction;
+
+pub use bytestr::ByteStr;
+#[cfg(feature = "tokio")]
+pub mod driver;
+pub mod transport;

@@ -1,0 +1,799 @@
+//! The call layer for SIP-to-SIP calls: a back-to-back user agent (RFC 3261
+//! §6 "B2BUA", RFC 7092 "signaling-only B2BUA" for now; the media relay
+//! anchors media in the next step).
+//!
+//! ```text
+//!  trunk A ──INVITE──▶ [UAS leg a]  Call  [UAC leg b] ──INVITE──▶ trunk B
+//!          ◀─1xx/2xx──             (SDP through offer/answer)  ◀──1xx/2xx──
+//! ```
+//!
+//! Each leg is its own dialog (new Call-ID, tags, CSeq, Via on the B side).
+//! SDP is never copied as text: A's offer is filtered to the codecs both
+//! trunks allow, B's answer is checked against what we offered, and A gets an
+//! answer built by the offer/answer engine from what B chose.
+//!
+//! Routing (OPERATIONS.md): the source must be an inbound trunk (403), the
+//! Request-URI user is routed by longest prefix (404), a trunk that times out
+//! or cannot be reached gives 408/503.
+
+use crate::config::{Router, TransportKind, Trunk};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use sip::auth::Credentials;
+use sip::endpoint::{
+    ClientTxnId, Endpoint, Event, LegId, OutgoingInvite, OutgoingRequest, ServerTxnId,
+};
+use sip::message::{HeaderName, Method, NameAddr, Request, Response, Uri};
+use sip::sdp::{self, Origin, SessionDescription};
+use sip::transport::Transport;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a call ended, as counted in `calls_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    Rejected,
+    Failed,
+    Cancelled,
+    NoRoute,
+    Forbidden,
+    Shutdown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::NoRoute => "no_route",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+#[derive(Debug)]
+struct Call {
+    a: LegId,
+    b: Option<LegId>,
+    a_open: bool,
+    b_open: bool,
+    /// A's offer as received and our offer to B, for answers in both directions.
+    a_offer: Option<SessionDescription>,
+    b_offer: Option<SessionDescription>,
+    origin_a: Origin,
+    origin_b: Origin,
+    answered: bool,
+    outcome: Option<Outcome>,
+    /// In-dialog requests relayed to the other leg, waiting for its answer.
+    relayed: HashMap<ClientTxnId, Relayed>,
+}
+
+#[derive(Debug)]
+struct Relayed {
+    server: ServerTxnId,
+    from: Side,
+    offer: Option<SessionDescription>,
+    original_offer: Option<SessionDescription>,
+}
+
+/// Trunk keep-alive and registration state.
+#[derive(Debug)]
+struct TrunkState {
+    trunk: Trunk,
+    destination: SocketAddr,
+    next_options: Option<Instant>,
+    next_register: Option<Instant>,
+    register_call_id: String,
+    register_cseq: u32,
+    pending: Option<ClientTxnId>,
+    options_pending: Option<ClientTxnId>,
+    up: bool,
+}
+
+pub struct B2bua {
+    router: Router,
+    trunks: Vec<TrunkState>,
+    media_ip: IpAddr,
+    public_host: String,
+    calls: HashMap<u64, Call>,
+    legs: HashMap<LegId, (u64, Side)>,
+    metrics: Arc<Metrics>,
+    next_call: u64,
+    accepting: bool,
+}
+
+impl std::fmt::Debug for B2bua {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2bua")
+            .field("calls", &self.calls.len())
+            .finish()
+    }
+}
+
+fn session_id() -> u64 {
+    rand::random::<u64>() >> 2
+}
+
+fn transport_of(t: &Trunk) -> Transport {
+    match t.address.transport {
+        TransportKind::Udp => Transport::Udp,
+        TransportKind::Tcp => Transport::Tcp,
+    }
+}
+
+fn parse_sdp(body: &Bytes) -> Option<SessionDescription> {
+    if body.is_empty() {
+        return None;
+    }
+    SessionDescription::parse(body).ok()
+}
+
+/// The dialled number: the Request-URI user without visual separators or
+/// parameters (`;phone-context=...`, RFC 3966 style).
+fn dialled_number(uri: &Uri) -> Option<String> {
+    let user = match uri {
+        Uri::Sip(s) => s.user.as_deref()?.to_owned(),
+        Uri::Other { raw, .. } => raw.strip_prefix("tel:").unwrap_or(raw).to_owned(),
+    };
+    let user = user.split(';').next().unwrap_or_default();
+    let number: String = user
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
+        .collect();
+    (!number.is_empty()).then_some(number)
+}
+
+impl B2bua {
+    /// `trunk_addrs`: each trunk's resolved destination, in `router.trunks()` order.
+    pub fn new(
+        router: Router,
+        trunk_addrs: Vec<SocketAddr>,
+        media_ip: IpAddr,
+        public_host: String,
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Self {
+        let trunks = router
+            .trunks()
+            .iter()
+            .cloned()
+            .zip(trunk_addrs)
+            .map(|(trunk, destination)| TrunkState {
+                next_options: trunk
+                    .options_interval()
+                    .map(|_| now + Duration::from_millis(200)),
+                next_register: trunk.register.then_some(now),
+                trunk,
+                destination,
+                register_call_id: format!("{:032x}", rand::random::<u128>()),
+                register_cseq: 0,
+                pending: None,
+                options_pending: None,
+                up: true,
+            })
+            .collect();
+        Self {
+            router,
+            trunks,
+            media_ip,
+            public_host,
+            calls: HashMap::new(),
+            legs: HashMap::new(),
+            metrics,
+            next_call: 0,
+            accepting: true,
+        }
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Trunks whose last keep-alive went unanswered.
+    pub fn trunks_down(&self) -> Vec<String> {
+        self.trunks
+            .iter()
+            .filter(|t| !t.up)
+            .map(|t| t.trunk.name.clone())
+            .collect()
+    }
+
+    fn trunk_destination(&self, name: &str) -> Option<(SocketAddr, Transport, Trunk)> {
+        self.trunks
+            .iter()
+            .find(|t| t.trunk.name == name)
+            .map(|t| (t.destination, transport_of(&t.trunk), t.trunk.clone()))
+    }
+
+    fn origin(&self) -> Origin {
+        let mut o = Origin::new(session_id(), 1, self.media_ip);
+        o.username = "softswitch".to_owned();
+        o
+    }
+
+    /// When the next housekeeping (keep-alive, registration) is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.trunks
+            .iter()
+            .flat_map(|t| [t.next_options, t.next_register])
+            .flatten()
+            .min()
+    }
+
+    /// Sends due OPTIONS keep-alives and REGISTER refreshes.
+    pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        let host = self.public_host.clone();
+        for t in &mut self.trunks {
+            let transport = transport_of(&t.trunk);
+            let trunk_uri = format!("sip:{}:{}", t.trunk.address.host, t.trunk.address.port);
+            let Ok(uri) = Uri::parse_str(&trunk_uri) else {
+                continue;
+            };
+            if t.next_register.is_some_and(|at| at <= now) {
+                let user = t
+                    .trunk
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| "softswitch".to_owned());
+                let aor = format!("<sip:{user}@{}>", t.trunk.address.host);
+                let (Some(na), Some(na_to)) = (name_addr(&aor), name_addr(&aor)) else {
+                    continue;
+                };
+                t.register_cseq += 1;
+                let creds = t.trunk.password.clone().map(|password| Credentials {
+                    username: user.clone(),
+                    password,
+                });
+                t.pending = Some(ep.out_of_dialog(
+                    OutgoingRequest {
+                        method: Method::Register,
+                        request_uri: uri.clone(),
+                        from: na,
+                        to: na_to,
+                        destination: t.destination,
+                        transport,
+                        headers: vec![(
+                            HeaderName::Expires,
+                            t.trunk.register_expires_s.to_string(),
+                        )],
+                        credentials: creds,
+                        call_id: Some(t.register_call_id.clone()),
+                        cseq: Some(t.register_cseq),
+                    },
+                    now,
+                ));
+                t.register_cseq += 2; // room for the authenticated retry
+                                      // Refresh well before expiry; the answer may shorten it.
+                t.next_register = Some(
+                    now + t
+                        .trunk
+                        .register_expires()
+                        .mul_f32(0.8)
+                        .max(Duration::from_secs(5)),
+                );
+            }
+            if t.next_options.is_some_and(|at| at <= now) {
+                let from = format!("<sip:softswitch@{host}>");
+                let to = format!("<{trunk_uri}>");
+                if let (Some(from), Some(to)) = (name_addr(&from), name_addr(&to)) {
+                    t.options_pending = Some(ep.out_of_dialog(
+                        OutgoingRequest {
+                            method: Method::Options,
+                            request_uri: uri,
+                            from,
+                            to,
+                            destination: t.destination,
+                            transport,
+                            headers: Vec::new(),
+                            credentials: None,
+                            call_id: None,
+                            cseq: None,
+                        },
+                        now,
+                    ));
+                }
+                t.next_options = t.trunk.options_interval().map(|i| now + i);
+            }
+        }
+    }
+
+    pub fn handle_event(&mut self, ep: &mut Endpoint, ev: Event, now: Instant) {
+        match ev {
+            Event::IncomingInvite {
+                leg,
+                request,
+                source,
+                transport,
+            } => self.incoming(ep, leg, *request, source, transport, now),
+            Event::Progress { leg, response } => self.progress(ep, leg, *response, now),
+            Event::Answered { leg, response } => self.answered(ep, leg, *response, now),
+            Event::Failed { leg, status, .. } => self.failed(ep, leg, status, now),
+            Event::Cancelled { leg } | Event::Bye { leg } => {
+                let outcome = if matches!(ev, Event::Cancelled { .. }) {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Answered
+                };
+                self.hangup_other(ep, leg, outcome, now);
+            }
+            Event::AckTimeout { leg } => {
+                ep.bye(leg, now);
+                self.hangup_other(ep, leg, Outcome::Failed, now);
+            }
+            Event::Confirmed { .. } => {}
+            Event::InDialogRequest { leg, txn, request } => {
+                self.in_dialog(ep, leg, txn, *request, now)
+            }
+            Event::RequestDone {
+                txn,
+                leg,
+                method,
+                status,
+                response,
+            } => self.request_done(ep, txn, leg, method, status, response, now),
+            Event::LegClosed { leg } => self.leg_closed(leg),
+        }
+    }
+
+    fn incoming(
+        &mut self,
+        ep: &mut Endpoint,
+        leg: LegId,
+        req: Request,
+        source: SocketAddr,
+        _transport: Transport,
+        now: Instant,
+    ) {
+        let reject = |ep: &mut Endpoint, status| ep.respond(leg, status, Bytes::new(), now);
+        if !self.accepting {
+            return reject(ep, 503);
+        }
+        // No open relay: only inbound trunks may send us calls.
+        let Some(inbound) = self.router.inbound_trunk(source.ip()).cloned() else {
+            self.metrics.call_ended(Outcome::Forbidden.as_str());
+            return reject(ep, 403);
+        };
+        let Some(number) = dialled_number(&req.uri) else {
+            self.metrics.call_ended(Outcome::NoRoute.as_str());
+            return reject(ep, 404);
+        };
+        let Some(out_trunk) = self.router.route(&number).map(|t| t.name.clone()) else {
+            self.metrics.call_ended(Outcome::NoRoute.as_str());
+            return reject(ep, 404);
+        };
+        let Some((destination, transport, trunk)) = self.trunk_destination(&out_trunk) else {
+            return reject(ep, 404);
+        };
+        // Offer/answer: filter A's offer to what both trunks speak.
+        let a_offer = parse_sdp(&req.body);
+        if !req.body.is_empty() && a_offer.is_none() {
+            self.metrics.call_ended(Outcome::Rejected.as_str());
+            return reject(ep, 400);
+        }
+        let Some(a_offer) = a_offer else {
+            // Late offer (INVITE without SDP) is not bridged yet.
+            self.metrics.call_ended(Outcome::Rejected.as_str());
+            return reject(ep, 488);
+        };
+        let allowed: Vec<&str> = trunk
+            .codecs
+            .iter()
+            .map(String::as_str)
+            .filter(|c| inbound.codecs.iter().any(|i| i.eq_ignore_ascii_case(c)))
+            .collect();
+        let origin_b = self.origin();
+        let b_offer = match sdp::filter_offer(&a_offer, &allowed) {
+            Ok(mut o) => {
+                o.set_origin(origin_b.clone());
+                o
+            }
+            Err(_) => {
+                self.metrics.call_ended(Outcome::Rejected.as_str());
+                return reject(ep, 488);
+            }
+        };
+        let caller = req.core.from.uri.user().unwrap_or("anonymous").to_owned();
+        let host = trunk.address.host.clone();
+        let port = trunk.address.port;
+        let tparam = if transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let target = format!("sip:{number}@{host}:{port}{tparam}");
+        let (Ok(request_uri), Some(from), Some(to)) = (
+            Uri::parse_str(&target),
+            name_addr(&format!("<sip:{caller}@{}>", self.public_host)),
+            name_addr(&format!("<sip:{number}@{host}>")),
+        ) else {
+            return reject(ep, 484);
+        };
+        let credentials = match (&trunk.username, &trunk.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        };
+        // A B2BUA is a loop risk like a proxy: carry Max-Forwards down.
+        let max_forwards = req.core.max_forwards.map_or(70, |m| m.saturating_sub(1));
+        let b = ep.invite(
+            OutgoingInvite {
+                request_uri,
+                from,
+                to,
+                destination,
+                transport,
+                body: b_offer.to_bytes(),
+                max_forwards,
+                credentials,
+            },
+            now,
+        );
+        self.next_call += 1;
+        let id = self.next_call;
+        self.calls.insert(
+            id,
+            Call {
+                a: leg,
+                b: Some(b),
+                a_open: true,
+                b_open: true,
+                a_offer: Some(a_offer),
+                b_offer: Some(b_offer),
+                origin_a: self.origin(),
+                origin_b,
+                answered: false,
+                outcome: None,
+                relayed: HashMap::new(),
+            },
+        );
+        self.legs.insert(leg, (id, Side::A));
+        self.legs.insert(b, (id, Side::B));
+        self.metrics.calls_active.set(self.calls.len() as i64);
+    }
+
+    /// Builds the SDP answer for A from B's answer (or early answer).
+    fn answer_for_a(call: &mut Call, b_answer: &Bytes) -> Option<Bytes> {
+        let b_sdp = parse_sdp(b_answer)?;
+        let b_offer = call.b_offer.as_ref()?;
+        let negotiated = sdp::check_answer(b_offer, &b_sdp).ok()?;
+        let caps =
+            sdp::LocalCapabilities::from_negotiated(call.origin_a.clone(), &negotiated).ok()?;
+        let answer = sdp::answer(call.a_offer.as_ref()?, &caps).ok()?;
+        call.origin_a.sess_version = call.origin_a.sess_version.wrapping_add(1);
+        Some(answer.to_bytes())
+    }
+
+    fn progress(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
+        let Some(&(id, Side::B)) = self.legs.get(&leg) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let body = if resp.body.is_empty() {
+            Bytes::new()
+        } else {
+            // Early media: answer A from B's early SDP; if it doesn't check, ring without it.
+            Self::answer_for_a(call, &resp.body).unwrap_or_default()
+        };
+        let status = if resp.status == 183 && body.is_empty() {
+            180
+        } else {
+            resp.status
+        };
+        ep.respond(call.a, status, body, now);
+    }
+
+    fn answered(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
+        let Some(&(id, Side::B)) = self.legs.get(&leg) else {
+            ep.bye(leg, now);
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.a_open {
+            ep.bye(leg, now);
+            return;
+        }
+        match Self::answer_for_a(call, &resp.body) {
+            Some(answer) => {
+                call.answered = true;
+                ep.respond(call.a, 200, answer, now);
+            }
+            None => {
+                // B answered with SDP we did not offer: end B, fail A.
+                call.outcome = Some(Outcome::Failed);
+                ep.bye(leg, now);
+                ep.respond(call.a, 488, Bytes::new(), now);
+            }
+        }
+    }
+
+    fn failed(&mut self, ep: &mut Endpoint, leg: LegId, status: u16, now: Instant) {
+        let Some(&(id, side)) = self.legs.get(&leg) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if side != Side::B {
+            return;
+        }
+        // Trunk-side failures towards the caller (OPERATIONS.md): unreachable
+        // is 503, timeout 408; a challenge we could not answer is our
+        // problem, not the caller's, so it is not passed on.
+        let to_a = match status {
+            401 | 407 => 503,
+            300..=399 => 480,
+            s => s,
+        };
+        call.outcome.get_or_insert(match status {
+            408 | 503 | 500..=599 => Outcome::Failed,
+            487 => Outcome::Cancelled,
+            _ => Outcome::Rejected,
+        });
+        if call.a_open {
+            ep.respond(call.a, to_a, Bytes::new(), now);
+        }
+    }
+
+    fn hangup_other(&mut self, ep: &mut Endpoint, leg: LegId, outcome: Outcome, now: Instant) {
+        let Some(&(id, side)) = self.legs.get(&leg) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let outcome = if call.answered {
+            Outcome::Answered
+        } else {
+            outcome
+        };
+        call.outcome.get_or_insert(outcome);
+        let other = match side {
+            Side::A => call.b,
+            Side::B => Some(call.a),
+        };
+        if let Some(other) = other {
+            ep.hangup(other, now);
+        }
+    }
+
+    fn in_dialog(
+        &mut self,
+        ep: &mut Endpoint,
+        leg: LegId,
+        txn: ServerTxnId,
+        req: Request,
+        now: Instant,
+    ) {
+        let Some(&(id, side)) = self.legs.get(&leg) else {
+            ep.respond_request(txn, 481, None, Bytes::new(), now);
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let other = match side {
+            Side::A => call.b,
+            Side::B => Some(call.a),
+        };
+        let Some(other) = other else {
+            ep.respond_request(txn, 491, None, Bytes::new(), now);
+            return;
+        };
+        match req.method {
+            Method::Invite => {
+                // re-INVITE (hold, codec change): offer/answer across the bridge.
+                let offer = parse_sdp(&req.body);
+                let allowed = ["PCMA", "PCMU", "AMR", "AMR-WB", "opus", "telephone-event"];
+                let relayed_offer = offer
+                    .as_ref()
+                    .and_then(|o| sdp::filter_offer(o, &allowed).ok())
+                    .map(|mut o| {
+                        let origin = match side {
+                            Side::A => &mut call.origin_b,
+                            Side::B => &mut call.origin_a,
+                        };
+                        origin.sess_version = origin.sess_version.wrapping_add(1);
+                        o.set_origin(origin.clone());
+                        o
+                    });
+                if offer.is_some() && relayed_offer.is_none() {
+                    ep.respond_request(txn, 488, None, Bytes::new(), now);
+                    return;
+                }
+                let body = relayed_offer
+                    .as_ref()
+                    .map(|o| o.to_bytes())
+                    .unwrap_or_default();
+                let ct = relayed_offer.as_ref().map(|_| "application/sdp");
+                match ep.request(other, Method::Invite, ct, body, now) {
+                    Some(c) => {
+                        call.relayed.insert(
+                            c,
+                            Relayed {
+                                server: txn,
+                                from: side,
+                                offer: relayed_offer,
+                                original_offer: offer,
+                            },
+                        );
+                    }
+                    None => ep.respond_request(txn, 500, None, Bytes::new(), now),
+                }
+            }
+            Method::Info => {
+                let ct = req.content_type();
+                match ep.request(other, Method::Info, ct.as_deref(), req.body.clone(), now) {
+                    Some(c) => {
+                        call.relayed.insert(
+                            c,
+                            Relayed {
+                                server: txn,
+                                from: side,
+                                offer: None,
+                                original_offer: None,
+                            },
+                        );
+                    }
+                    None => ep.respond_request(txn, 500, None, Bytes::new(), now),
+                }
+            }
+            Method::Options => ep.respond_request(txn, 200, None, Bytes::new(), now),
+            _ => ep.respond_request(txn, 501, None, Bytes::new(), now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request_done(
+        &mut self,
+        ep: &mut Endpoint,
+        txn: ClientTxnId,
+        leg: Option<LegId>,
+        method: Method,
+        status: u16,
+        response: Option<Box<Response>>,
+        now: Instant,
+    ) {
+        if leg.is_none() {
+            // Keep-alive or registration answer.
+            for t in &mut self.trunks {
+                if t.options_pending == Some(txn) {
+                    t.options_pending = None;
+                    // Any answer, even 4xx/5xx, proves the trunk is there (RFC 3261 §11);
+                    // only a local 408/503 (no response at all) marks it down.
+                    t.up = response.is_some();
+                }
+                if t.pending == Some(txn) {
+                    t.pending = None;
+                    if (200..300).contains(&status) {
+                        let granted = response
+                            .as_ref()
+                            .and_then(|r| r.headers.get(&HeaderName::Expires))
+                            .and_then(|e| e.trim().parse::<u64>().ok());
+                        if let Some(secs) = granted.filter(|s| *s > 0) {
+                            t.next_register = Some(now + Duration::from_secs(secs).mul_f32(0.8));
+                        }
+                    } else {
+                        // Failed registration: retry in a minute.
+                        t.next_register = Some(now + Duration::from_secs(60));
+                    }
+                }
+            }
+            return;
+        }
+        let Some(leg) = leg else { return };
+        let Some(&(id, _)) = self.legs.get(&leg) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(relayed) = call.relayed.remove(&txn) else {
+            return;
+        };
+        let mut body = Bytes::new();
+        let mut ct = None;
+        if (200..300).contains(&status) && method == Method::Invite {
+            if let (Some(offer), Some(original), Some(resp)) =
+                (&relayed.offer, &relayed.original_offer, &response)
+            {
+                let origin = match relayed.from {
+                    Side::A => call.origin_a.clone(),
+                    Side::B => call.origin_b.clone(),
+                };
+                let answer = parse_sdp(&resp.body)
+                    .and_then(|a| sdp::check_answer(offer, &a).ok())
+                    .and_then(|n| sdp::LocalCapabilities::from_negotiated(origin, &n).ok())
+                    .and_then(|caps| sdp::answer(original, &caps).ok());
+                match answer {
+                    Some(a) => {
+                        body = a.to_bytes();
+                        ct = Some("application/sdp");
+                    }
+                    None => {
+                        ep.respond_request(relayed.server, 488, None, Bytes::new(), now);
+                        return;
+                    }
+                }
+            }
+        }
+        ep.respond_request(relayed.server, status, ct, body, now);
+    }
+
+    fn leg_closed(&mut self, leg: LegId) {
+        let Some((id, side)) = self.legs.remove(&leg) else {
+            return;
+        };
+        let done = match self.calls.get_mut(&id) {
+            Some(call) => {
+                match side {
+                    Side::A => call.a_open = false,
+                    Side::B => call.b_open = false,
+                }
+                !call.a_open && (!call.b_open || call.b.is_none())
+            }
+            None => false,
+        };
+        if done {
+            if let Some(call) = self.calls.remove(&id) {
+                let outcome = call.outcome.unwrap_or(if call.answered {
+                    Outcome::Answered
+                } else {
+                    Outcome::Failed
+                });
+                self.metrics.call_ended(outcome.as_str());
+            }
+        }
+        self.metrics.calls_active.set(self.calls.len() as i64);
+    }
+
+    /// Stop taking calls and hang up every live one (graceful shutdown).
+    pub fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.accepting = false;
+        let legs: Vec<LegId> = self.legs.keys().copied().collect();
+        for call in self.calls.values_mut() {
+            call.outcome.get_or_insert(Outcome::Shutdown);
+        }
+        for leg in legs {
+            ep.hangup(leg, now);
+        }
+    }
+}
+
+fn name_addr(s: &str) -> Option<NameAddr> {
+    let b = sip::ByteStr::from(s);
+    NameAddr::parse(&b, &b).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialled_number_strips_parameters_and_separators() {
+        let uri =
+            Uri::parse_str("sip:+49-30-1234;phone-context=example.com@trunk.example").unwrap();
+        assert_eq!(dialled_number(&uri).as_deref(), Some("+49301234"));
+        let uri = Uri::parse_str("tel:+1.555.0100").unwrap();
+        assert_eq!(dialled_number(&uri).as_deref(), Some("+15550100"));
+        let uri = Uri::parse_str("sip:example.com").unwrap();
+        assert_eq!(dialled_number(&uri), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! Start-up, the SIP event loop and graceful shutdown.
+//!
+//! One task owns the SIP endpoint and the B2BUA: every SIP input, timer and
+//! command passes through it, so a call's state has exactly one owner and
+//! the messages of a transaction leave in order. HTTP runs on the same
+//! runtime and reads only shared metrics (and, later, call snapshots).
+
+use crate::b2bua::B2bua;
+use crate::config::{Config, Router};
+use crate::http::{self, HttpState};
+use crate::metrics::{Direction, Metrics};
+use sip::driver::{TransportConfig, TransportEvent, Transports};
+use sip::endpoint::{Endpoint, EndpointConfig, Observer};
+use sip::transaction::TimerConfig;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Errors that stop the switch from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen for SIP on {addr}: {reason}")]
+    SipBind { addr: SocketAddr, reason: String },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The addresses actually bound (port 0 in the config becomes a real port).
+#[derive(Clone, Debug)]
+pub struct Listening {
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+}
+
+struct MetricsObserver(Arc<Metrics>);
+
+impl Observer for MetricsObserver {
+    fn request(&self, outbound: bool, method: &str) {
+        if outbound {
+            self.0.sip_request_out(method);
+        } else {
+            self.0.sip_request_in(method);
+        }
+    }
+    fn response(&self, outbound: bool, cseq_method: &str, status: u16) {
+        let dir = if outbound {
+            Direction::Out
+        } else {
+            Direction::In
+        };
+        self.0.sip_response(dir, cseq_method, status);
+    }
+    fn retransmission(&self, outbound: bool) {
+        self.0.sip_retransmission(if outbound {
+            Direction::Out
+        } else {
+            Direction::In
+        });
+    }
+    fn parse_error(&self, reason: &'static str) {
+        self.0.sip_parse_error(reason);
+    }
+}
+
+/// Runs the switch until `shutdown` resolves, then hangs up every call and
+/// returns. `ready` receives the bound addresses once every listener is up.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Option<oneshot::Sender<Listening>>,
+) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let transports_cfg = TransportConfig {
+        listen: config.sip.listen,
+        max_message_size: config.sip.max_message_size,
+        tcp_idle_timeout: config.sip.tcp_idle_timeout(),
+        max_tcp_connections: 4096,
+        tcp_connect_timeout: Duration::from_secs(5),
+    };
+    let (transports, mut transport_rx) =
+        Transports::bind(transports_cfg)
+            .await
+            .map_err(|e| StartError::SipBind {
+                addr: config.sip.listen,
+                reason: e.to_string(),
+            })?;
+    let sip_addr = transports.local_addr();
+    println!("sip udp {sip_addr}");
+    println!("sip tcp {sip_addr}");
+
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::HttpBind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::HttpBind {
+            addr: config.http.listen,
+            source,
+        })?;
+    println!("http {http_addr}");
+
+    // Trunk addresses are resolved once at start-up.
+    let router = Router::resolve(&config.trunks).await?;
+    let mut trunk_addrs = Vec::new();
+    for t in router.trunks() {
+        trunk_addrs.push(t.address.resolve().await?);
+    }
+
+    let public_host = config.sip.public_addr.clone().unwrap_or_else(|| {
+        if sip_addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            sip_addr.ip().to_string()
+        }
+    });
+    let media_ip: IpAddr = config
+        .media
+        .public_ip
+        .or_else(|| (!config.media.bind_ip.is_unspecified()).then_some(config.media.bind_ip))
+        .or_else(|| public_host.parse().ok())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+
+    let mut endpoint = Endpoint::new(
+        EndpointConfig {
+            timers: TimerConfig {
+                t1: config.sip.t1(),
+                t2: config.sip.t2(),
+                t4: config.sip.t4(),
+            },
+            public_host: public_host.clone(),
+            public_port: sip_addr.port(),
+            user_agent: format!("softswitch/{}", env!("CARGO_PKG_VERSION")),
+        },
+        Arc::new(MetricsObserver(Arc::clone(&metrics))),
+    );
+    let mut b2bua = B2bua::new(
+        router,
+        trunk_addrs,
+        media_ip,
+        public_host,
+        Arc::clone(&metrics),
+        Instant::now().into_std(),
+    );
+
+    let sip_up = Arc::new(AtomicBool::new(true));
+    let health_flag = Arc::clone(&sip_up);
+    let state = HttpState {
+        metrics: Arc::clone(&metrics),
+        health: Arc::new(move || {
+            if health_flag.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("sip stopped".to_owned())
+            }
+        }),
+    };
+    let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        http::router(state),
+        async move {
+            let _ = http_stop_rx.await;
+        },
+    ));
+
+    if let Some(ready) = ready {
+        let _ = ready.send(Listening {
+            sip: sip_addr,
+            http: http_addr,
+        });
+    }
+
+    let mut shutdown = Box::pin(shutdown);
+    let mut stopping: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let next = [endpoint.poll_timeout(), b2bua.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(Instant::from_std)
+            .unwrap_or(now + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            _ = &mut shutdown, if stopping.is_none() => {
+                tracing::info!("shutting down: hanging up {} calls", b2bua.active_calls());
+                stopping = Some(now);
+                b2bua.shutdown(&mut endpoint, now.into_std());
+            }
+            ev = transport_rx.recv() => {
+                let now = Instant::now().into_std();
+                match ev {
+                    Some(TransportEvent::Message(m)) => endpoint.handle_received(m, now),
+                    Some(TransportEvent::Error { transport, destination, error }) => {
+                        tracing::debug!(%destination, %error, "transport error");
+                        endpoint.handle_transport_error(transport, destination, now);
+                    }
+                    None => break,
+                }
+            }
+            _ = tokio::time::sleep_until(next) => {
+                let now = Instant::now().into_std();
+                endpoint.handle_timeout(now);
+                b2bua.handle_timeout(&mut endpoint, now);
+            }
+        }
+        let now = Instant::now().into_std();
+        while let Some(ev) = endpoint.poll_event() {
+            b2bua.handle_event(&mut endpoint, ev, now);
+        }
+        while let Some(t) = endpoint.poll_transmit() {
+            transports.send(t);
+        }
+        metrics
+            .sip_transactions_active
+            .set(endpoint.transaction_count() as i64);
+        metrics
+            .sip_dialogs_active
+            .set(endpoint.dialog_count() as i64);
+        if let Some(since) = stopping {
+            // Calls are gone (BYE answered) or we waited long enough: the
+            // contract is to exit within 10 s.
+            if endpoint.dialog_count() == 0 || since.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+        }
+    }
+    sip_up.store(false, Ordering::Relaxed);
+    transports.shutdown().await;
+    let _ = http_stop_tx.send(());
+    let _ = http_task.await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -227,6 +227,8 @@ struct Txn {
     tu_visible: bool,
     credentials: Option<Credentials>,
     auth_attempts: u8,
+    /// The deadline last pushed on the timer heap, so unchanged timers are not pushed again.
+    armed: Option<Instant>,
 }
 
 /// Transaction matching key (§17.1.3, §17.2.3, and RFC 2543 fallback).
@@ -267,6 +269,9 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Transactions touched since their output was last drained: only these
+    /// are looked at, so the cost of a message does not grow with the load.
+    dirty: Vec<u64>,
     next_id: u64,
     digest: DigestClient,
 }
@@ -339,6 +344,7 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            dirty: Vec::new(),
             next_id: 1,
             digest: DigestClient::new(),
         }
@@ -510,6 +516,7 @@ impl Endpoint {
                     Fsm::ServerNonInvite(f) => f.handle_request_retransmission(now),
                     _ => {}
                 }
+                self.dirty.push(id);
                 self.observer.retransmission(false);
             }
             return;
@@ -540,6 +547,7 @@ impl Endpoint {
                 tu_visible: false,
                 credentials: None,
                 auth_attempts: 0,
+                armed: None,
             },
         );
 
@@ -756,7 +764,9 @@ impl Endpoint {
         if let Some(&id) = self.tx_index.get(&key) {
             if let Some(txn) = self.txns.get_mut(&id) {
                 if let Fsm::ServerInvite(f) = &mut txn.fsm {
-                    if !f.handle_ack(now) {
+                    let to_tu = f.handle_ack(now);
+                    self.dirty.push(id);
+                    if !to_tu {
                         return; // ACK for a non-2xx: absorbed by the transaction
                     }
                 }
@@ -810,6 +820,7 @@ impl Endpoint {
                 tu_visible: false,
                 credentials: None,
                 auth_attempts: 0,
+                armed: None,
             },
         );
         let invite_key = server_key(&req.core, &Method::Invite);
@@ -873,6 +884,7 @@ impl Endpoint {
             Fsm::ClientNonInvite(f) => f.handle_response(resp.status, now),
             _ => false,
         };
+        self.dirty.push(id);
         if !pass {
             if resp.is_success() && resp.core.cseq.method == Method::Invite {
                 self.reack(&resp);
@@ -1162,11 +1174,9 @@ impl Endpoint {
                 // the old (completed) transaction is dropped; its Timer K is moot
             }
             t.auth_attempts = attempts + 1;
+            t.armed = None;
             self.txns.insert(txn_id, t);
-            self.arm(
-                TimerRef::Txn(txn_id),
-                self.txns.get(&txn_id).and_then(Self::txn_timeout),
-            );
+            self.dirty.push(txn_id);
         }
         true
     }
@@ -1278,12 +1288,14 @@ impl Endpoint {
                 tu_visible: false,
                 credentials: None,
                 auth_attempts: 0,
+                armed: None,
             },
         );
         if let Some(leg) = self.legs.get_mut(&leg_id) {
             leg.invite = Some(req);
             leg.invite_txn = Some(id);
         }
+        self.dirty.push(id);
         self.process_fsms(now);
     }
 
@@ -1336,8 +1348,10 @@ impl Endpoint {
                 tu_visible,
                 credentials,
                 auth_attempts: 0,
+                armed: None,
             },
         );
+        self.dirty.push(id);
         id
     }
 
@@ -1365,6 +1379,7 @@ impl Endpoint {
                 if let Fsm::ServerInvite(f) = &mut txn.fsm {
                     f.send_response(status, bytes.clone(), now);
                 }
+                self.dirty.push(txn_id);
             }
             self.observer.response(true, "INVITE", status);
             let timers = self.cfg.timers;
@@ -1602,7 +1617,7 @@ impl Endpoint {
                     Fsm::ServerInvite(f) => f.handle_transport_error(now),
                     Fsm::ServerNonInvite(f) => f.handle_transport_error(now),
                 }
-                self.arm(TimerRef::Txn(id), Some(now));
+                self.dirty.push(id);
             }
         }
         self.process_fsms(now);
@@ -1638,6 +1653,8 @@ impl Endpoint {
                     let Some(txn) = self.txns.get_mut(&id) else {
                         continue;
                     };
+                    // This entry is consumed: let the drain push the next deadline.
+                    txn.armed = None;
                     if Self::txn_timeout(txn).is_some_and(|t| t <= now) {
                         match &mut txn.fsm {
                             Fsm::ClientInvite(f) => f.handle_timeout(now),
@@ -1691,9 +1708,13 @@ impl Endpoint {
     /// Moves every FSM's pending output to the endpoint queues and reaps
     /// finished transactions.
     fn process_fsms(&mut self, now: Instant) {
-        let ids: Vec<u64> = self.txns.keys().copied().collect();
-        for id in ids {
-            self.drain_txn(id, now, false);
+        while !self.dirty.is_empty() {
+            let mut ids = std::mem::take(&mut self.dirty);
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                self.drain_txn(id, now, false);
+            }
         }
     }
 
@@ -1731,6 +1752,8 @@ impl Endpoint {
             Fsm::ServerNonInvite(f) => f.is_terminated(),
         };
         let next = Self::txn_timeout(txn);
+        let rearm = next.is_some() && next != txn.armed;
+        txn.armed = next;
         for bytes in out {
             if retransmission {
                 self.observer.retransmission(true);
@@ -1752,7 +1775,7 @@ impl Endpoint {
             if let Some(leg_id) = leg {
                 self.reap_leg_if_done(leg_id);
             }
-        } else {
+        } else if rearm {
             self.arm(TimerRef::Txn(id), next);
         }
         let _ = now;

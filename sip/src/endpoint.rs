@@ -472,8 +472,23 @@ impl Endpoint {
         transport: Transport,
     ) {
         let mut out = Headers::new();
+        let mut vias = headers.values(&HeaderName::Via);
+        let Some(top) = vias.next() else {
+            return; // no Via: nowhere to send an answer
+        };
+        let parsed = Via::parse(&top, &top).ok();
+        let destination = parsed
+            .as_ref()
+            .map_or(source, |v| self.response_destination(v, source, transport));
+        let top = parsed.map_or_else(
+            || top.to_string(),
+            |v| stamp_via(v, destination).to_string(),
+        );
+        out.push(HeaderName::Via, top);
+        for v in vias {
+            out.push(HeaderName::Via, v);
+        }
         for name in [
-            HeaderName::Via,
             HeaderName::From,
             HeaderName::To,
             HeaderName::CallId,
@@ -483,9 +498,6 @@ impl Endpoint {
                 out.push(name.clone(), v.clone());
             }
         }
-        if out.get(&HeaderName::Via).is_none() {
-            return; // nowhere to say it would be an open reflector; drop
-        }
         out.push(HeaderName::Server, self.cfg.user_agent.clone());
         let mut text = format!("SIP/2.0 {status} {}\r\n", reason.replace(['\r', '\n'], " "));
         for h in out.iter() {
@@ -493,7 +505,7 @@ impl Endpoint {
         }
         text.push_str("Content-Length: 0\r\n\r\n");
         self.observer.response(true, "", status);
-        self.send(transport, source, Bytes::from(text));
+        self.send(transport, destination, Bytes::from(text));
     }
 
     fn handle_request(
@@ -1962,16 +1974,7 @@ impl Endpoint {
         for v in req.headers.values(&HeaderName::Via) {
             if first {
                 first = false;
-                let mut via = req.core.via.clone();
-                let source_ip = txn.destination.ip();
-                if via.host.ip() != Some(source_ip) {
-                    via.params.set("received", Some(&source_ip.to_string()));
-                }
-                if via.rport().is_some() {
-                    via.params.set("received", Some(&source_ip.to_string()));
-                    via.params
-                        .set("rport", Some(&txn.destination.port().to_string()));
-                }
+                let via = stamp_via(req.core.via.clone(), txn.destination);
                 headers.push(HeaderName::Via, via.to_string());
             } else {
                 headers.push(HeaderName::Via, v);
@@ -2060,6 +2063,20 @@ impl Endpoint {
         }
         self.drain_txn(id, now, false);
     }
+}
+
+/// The top Via of a response (§18.2.1, RFC 3581 §4): `received` when the
+/// request came from another address than the Via says, `rport` filled in.
+fn stamp_via(mut via: Via, destination: SocketAddr) -> Via {
+    let ip = destination.ip().to_string();
+    if via.rport().is_some() {
+        via.params.set("received", Some(&ip));
+        via.params
+            .set("rport", Some(&destination.port().to_string()));
+    } else if via.host.ip() != Some(destination.ip()) {
+        via.params.set("received", Some(&ip));
+    }
+    via
 }
 
 /// ACK for a non-2xx final response (§17.1.1.3): same branch as the INVITE,

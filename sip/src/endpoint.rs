@@ -205,6 +205,8 @@ struct Leg {
     uas_2xx: Option<Uas2xxRetransmitter>,
 }
 
+/// The four transaction kinds of RFC 3261 §17, named as the RFC names them.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug)]
 enum Fsm {
     ClientInvite(ClientInvite),
@@ -665,7 +667,7 @@ impl Endpoint {
             return Some((400, Vec::new()));
         }
         let in_dialog = req.core.to.tag().is_some();
-        if !implemented && !(in_dialog && matches!(req.method, Method::Update | Method::Prack)) {
+        if !implemented && (!in_dialog || !matches!(req.method, Method::Update | Method::Prack)) {
             return Some((405, allow()));
         }
         if req.uri.as_sip().is_none()

@@ -14,7 +14,7 @@
 use crate::message::{frame_stream, ParseErrorKind, StreamFrame};
 use crate::transport::{Received, Transmit, Transport};
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -36,6 +36,8 @@ const EVENT_QUEUE: usize = 4096;
 const WRITE_QUEUE: usize = 256;
 /// The largest UDP payload.
 const UDP_BUFFER: usize = 65535;
+/// Datagrams held while the socket buffer is full; past this the send fails.
+const UDP_BACKLOG: usize = 8192;
 /// Spare room made in a stream buffer before each read.
 const READ_CHUNK: usize = 8192;
 /// Attempts to find a port free for both UDP and TCP when binding port 0.
@@ -150,6 +152,11 @@ struct Inner {
     runtime: Handle,
     /// Taken at shutdown so the port is released.
     udp: Mutex<Option<Arc<UdpSocket>>>,
+    /// Datagrams that found the socket buffer full, in send order. While it
+    /// is not empty every later datagram queues behind it, so the responses
+    /// of one transaction can never overtake each other (RFC 3261 §17.2.1).
+    udp_backlog: Mutex<VecDeque<(SocketAddr, Bytes)>>,
+    udp_wake: Notify,
     conns: Mutex<HashMap<SocketAddr, Conn>>,
     next_id: AtomicU64,
     events: mpsc::Sender<TransportEvent>,
@@ -215,6 +222,8 @@ impl Transports {
             local,
             runtime,
             udp: Mutex::new(Some(Arc::clone(&udp))),
+            udp_backlog: Mutex::new(VecDeque::new()),
+            udp_wake: Notify::new(),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             events,
@@ -224,11 +233,14 @@ impl Transports {
             alive: Mutex::new(Some(alive)),
             all_done: Mutex::new(Some(all_done)),
         });
+        let udp_writer = inner
+            .runtime
+            .spawn(Arc::clone(&inner).udp_write_loop(Arc::clone(&udp)));
         let udp_task = inner.runtime.spawn(Arc::clone(&inner).udp_loop(udp));
         let accept_task = inner
             .runtime
             .spawn(Arc::clone(&inner).accept_loop(listener));
-        lock(&inner.tasks).extend([udp_task, accept_task]);
+        lock(&inner.tasks).extend([udp_task, udp_writer, accept_task]);
         tracing::info!(%local, "SIP transports listening on UDP and TCP");
         Ok((Transports { inner }, events_rx))
     }
@@ -470,19 +482,50 @@ impl Inner {
             self.report(Transport::Udp, destination, "transport is shut down");
             return;
         };
-        match sock.try_send_to(&payload, destination) {
-            Ok(_) => {}
-            // The socket buffer is full: finish the send on a task rather
-            // than make the caller wait.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let inner = Arc::clone(self);
-                self.runtime.spawn(async move {
-                    if let Err(e) = sock.send_to(&payload, destination).await {
-                        inner.report(Transport::Udp, destination, e.to_string());
-                    }
-                });
+        let mut backlog = lock(&self.udp_backlog);
+        if backlog.is_empty() {
+            match sock.try_send_to(&payload, destination) {
+                Ok(_) => return,
+                // The socket buffer is full: queue rather than make the caller wait.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    drop(backlog);
+                    self.report(Transport::Udp, destination, e.to_string());
+                    return;
+                }
             }
-            Err(e) => self.report(Transport::Udp, destination, e.to_string()),
+        }
+        if backlog.len() >= UDP_BACKLOG {
+            drop(backlog);
+            self.report(Transport::Udp, destination, "UDP send backlog full");
+            return;
+        }
+        backlog.push_back((destination, payload));
+        drop(backlog);
+        self.udp_wake.notify_one();
+    }
+
+    /// Drains the UDP backlog in order, waiting for socket space.
+    async fn udp_write_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = self.stopping(&mut stop) => return,
+                _ = self.udp_wake.notified() => {}
+            }
+            loop {
+                let Some((destination, payload)) = lock(&self.udp_backlog).front().cloned() else {
+                    break;
+                };
+                let sent = tokio::select! {
+                    _ = self.stopping(&mut stop) => return,
+                    r = sock.send_to(&payload, destination) => r,
+                };
+                lock(&self.udp_backlog).pop_front();
+                if let Err(e) = sent {
+                    self.report(Transport::Udp, destination, e.to_string());
+                }
+            }
         }
     }
 

@@ -1168,6 +1168,11 @@ impl Endpoint {
         next.headers
             .set(HeaderName::CSeq, format!("{seq} {}", next.method));
         next.core.cseq.seq = seq;
+        // A new request is a new transaction: a new branch (§8.1.3.5).
+        let branch = format!("z9hG4bK{}", random_hex(12));
+        let via = self.via_value(transport, &branch);
+        next.headers.set(HeaderName::Via, via.clone());
+        next.core.via = via_from_value(&via);
         let new_id = self.start_client_txn(
             next,
             transport,

@@ -231,6 +231,8 @@ struct Txn {
     auth_attempts: u8,
     /// The deadline last pushed on the timer heap, so unchanged timers are not pushed again.
     armed: Option<Instant>,
+    /// The driver could not deliver: the TU hears 503, not 408 (§8.1.3.1).
+    transport_failed: bool,
 }
 
 /// Transaction matching key (§17.1.3, §17.2.3, and RFC 2543 fallback).
@@ -562,6 +564,7 @@ impl Endpoint {
                 credentials: None,
                 auth_attempts: 0,
                 armed: None,
+                transport_failed: false,
             },
         );
 
@@ -835,6 +838,7 @@ impl Endpoint {
                 credentials: None,
                 auth_attempts: 0,
                 armed: None,
+                transport_failed: false,
             },
         );
         let invite_key = server_key(&req.core, &Method::Invite);
@@ -1308,6 +1312,7 @@ impl Endpoint {
                 credentials: None,
                 auth_attempts: 0,
                 armed: None,
+                transport_failed: false,
             },
         );
         if let Some(leg) = self.legs.get_mut(&leg_id) {
@@ -1368,6 +1373,7 @@ impl Endpoint {
                 credentials,
                 auth_attempts: 0,
                 armed: None,
+                transport_failed: false,
             },
         );
         self.dirty.push(id);
@@ -1636,6 +1642,7 @@ impl Endpoint {
                     Fsm::ServerInvite(f) => f.handle_transport_error(now),
                     Fsm::ServerNonInvite(f) => f.handle_transport_error(now),
                 }
+                txn.transport_failed = true;
                 self.dirty.push(id);
             }
         }
@@ -1763,6 +1770,7 @@ impl Endpoint {
             txn.method.clone(),
             txn.tu_visible,
         );
+        let transport_failed = txn.transport_failed;
         let is_client = matches!(txn.fsm, Fsm::ClientInvite(_) | Fsm::ClientNonInvite(_));
         let terminated = match &txn.fsm {
             Fsm::ClientInvite(f) => f.is_terminated(),
@@ -1781,9 +1789,10 @@ impl Endpoint {
         }
         for ev in events {
             if ev == TransactionEvent::Timeout && is_client {
-                // §17.1.1.2 / §17.1.2.2: the TU sees a 408 (a transport error is a 503 for us,
-                // but the FSMs report both as Timeout; 408 is what the caller gets).
-                self.client_failed(id, leg, method.clone(), tu_visible, 408);
+                // The FSMs report Timer B/F and transport errors alike as Timeout;
+                // the TU hears 408 for the first and 503 for the second (§8.1.3.1).
+                let status = if transport_failed { 503 } else { 408 };
+                self.client_failed(id, leg, method.clone(), tu_visible, status);
             }
         }
         if terminated {

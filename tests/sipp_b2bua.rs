@@ -523,3 +523,36 @@ fn sigterm_hangs_up_live_calls() {
     uac.expect_success(Duration::from_secs(20), &ctx);
     uas.expect_success(Duration::from_secs(20), &ctx);
 }
+
+#[test]
+fn reinvite_hold_and_info_cross_the_bridge() {
+    // The caller holds (re-INVITE a=sendonly): the callee must get a hold offer
+    // and its a=recvonly answer must come back; then an INFO (dtmf-relay) must
+    // reach the callee with its body and its 200 come back (both checked by the
+    // scenarios' regexps).
+    let s = Setup::new("reinvite_info");
+    let sw = s.switch(s.callee_udp());
+    let mut uas = s.uas("uas_reinvite.xml", 3, &[]);
+    let mut uac = s.uac(&sw, "uac_reinvite.xml", 3, 10, &[]);
+    let ctx = || sw.log_tail(40);
+    uac.expect_success(Duration::from_secs(60), &ctx);
+    uas.expect_success(Duration::from_secs(30), &ctx);
+    assert_eq!(sw.calls("answered"), 3, "metrics:\n{}", sw.metrics());
+    sw.assert_settles(SETTLE_DIALOGS, false);
+}
+
+#[test]
+fn trunk_registration_with_digest_is_refreshed() {
+    // The registrar challenges (401), verifies the digest, grants 2 s, and
+    // expects the refresh (challenged and verified again) before it expires.
+    let s = Setup::new("register");
+    let registrar = TrunkCfg::callee(s.uas.addr().to_string())
+        .prefixes(&["7777"])
+        .credentials("trunkuser", "trunkpass")
+        .register();
+    let cfg = SwitchCfg::new(vec![TrunkCfg::caller(s.uac.addr().to_string()), registrar]);
+    let mut uas = s.uas("uas_register.xml", 1, &[]);
+    let sw = Switch::start(s.path(), &cfg);
+    let ctx = || sw.log_tail(40);
+    uas.expect_success(Duration::from_secs(30), &ctx);
+}

@@ -200,6 +200,8 @@ pub struct TrunkCfg {
     pub inbound: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Keep a registration with the trunk (`register = true`).
+    pub register: bool,
 }
 
 impl TrunkCfg {
@@ -213,6 +215,7 @@ impl TrunkCfg {
             inbound: true,
             username: None,
             password: None,
+            register: false,
         }
     }
 
@@ -225,6 +228,7 @@ impl TrunkCfg {
             inbound: false,
             username: None,
             password: None,
+            register: false,
         }
     }
 
@@ -235,6 +239,11 @@ impl TrunkCfg {
 
     pub fn inbound(mut self, inbound: bool) -> TrunkCfg {
         self.inbound = inbound;
+        self
+    }
+
+    pub fn register(mut self) -> TrunkCfg {
+        self.register = true;
         self
     }
 
@@ -285,6 +294,9 @@ impl SwitchCfg {
             }
             if let Some(p) = &tr.password {
                 let _ = writeln!(t, "password = {p:?}");
+            }
+            if tr.register {
+                let _ = writeln!(t, "register = true");
             }
         }
         t

@@ -462,7 +462,7 @@ impl Endpoint {
                 }
             }
         }
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     /// Answers a request we could not parse, copying the headers §8.2.6.2
@@ -1320,7 +1320,7 @@ impl Endpoint {
             leg.invite_txn = Some(id);
         }
         self.dirty.push(id);
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1435,7 +1435,7 @@ impl Endpoint {
                 self.close_leg(leg_id);
             }
         }
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     /// Answers an in-dialog request the TU was given.
@@ -1451,7 +1451,7 @@ impl Endpoint {
             .map(|ct| vec![(HeaderName::ContentType, ct.to_owned())])
             .unwrap_or_default();
         self.reply(txn.0, status, extra, body, now);
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     /// Hangs up whatever the state: CANCEL (UAC, early), 487-less 480 (UAS,
@@ -1524,7 +1524,7 @@ impl Endpoint {
             None,
             now,
         );
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     /// Ends a confirmed dialog with BYE (§15.1.1).
@@ -1537,16 +1537,16 @@ impl Endpoint {
         };
         leg.state = LegState::Terminating;
         leg.uas_2xx = None;
-        let (t, d) = (leg.transport, 0);
-        let _ = d;
-        let dest = self
+        let transport = leg.transport;
+        let Some(dest) = self
             .legs
             .get(&leg_id)
-            .map(|l| self.in_dialog_destination(l));
-        if let Some(dest) = dest {
-            self.start_client_txn(req, t, dest, Some(leg_id), false, None, now);
-        }
-        self.process_fsms(now);
+            .map(|l| self.in_dialog_destination(l))
+        else {
+            return;
+        };
+        self.start_client_txn(req, transport, dest, Some(leg_id), false, None, now);
+        self.process_fsms();
     }
 
     /// Sends a request inside the dialog (INFO, re-INVITE, OPTIONS);
@@ -1563,7 +1563,7 @@ impl Endpoint {
         let leg = self.legs.get(&leg_id)?;
         let (t, d) = (leg.transport, self.in_dialog_destination(leg));
         let id = self.start_client_txn(req, t, d, Some(leg_id), true, None, now);
-        self.process_fsms(now);
+        self.process_fsms();
         Some(ClientTxnId(id))
     }
 
@@ -1617,7 +1617,7 @@ impl Endpoint {
             out.credentials,
             now,
         );
-        self.process_fsms(now);
+        self.process_fsms();
         ClientTxnId(id)
     }
 
@@ -1646,7 +1646,7 @@ impl Endpoint {
                 self.dirty.push(id);
             }
         }
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     // ------------------------------------------------------------------
@@ -1689,7 +1689,7 @@ impl Endpoint {
                             Fsm::ServerNonInvite(f) => f.handle_timeout(now),
                         }
                         // Anything a timer makes the FSM send is a retransmission.
-                        self.drain_txn(id, now, true);
+                        self.drain_txn(id, true);
                     }
                 }
                 TimerRef::Leg(leg_id) => {
@@ -1728,23 +1728,23 @@ impl Endpoint {
                 }
             }
         }
-        self.process_fsms(now);
+        self.process_fsms();
     }
 
     /// Moves every FSM's pending output to the endpoint queues and reaps
     /// finished transactions.
-    fn process_fsms(&mut self, now: Instant) {
+    fn process_fsms(&mut self) {
         while !self.dirty.is_empty() {
             let mut ids = std::mem::take(&mut self.dirty);
             ids.sort_unstable();
             ids.dedup();
             for id in ids {
-                self.drain_txn(id, now, false);
+                self.drain_txn(id, false);
             }
         }
     }
 
-    fn drain_txn(&mut self, id: u64, now: Instant, retransmission: bool) {
+    fn drain_txn(&mut self, id: u64, retransmission: bool) {
         let Some(txn) = self.txns.get_mut(&id) else {
             return;
         };
@@ -1799,19 +1799,14 @@ impl Endpoint {
             if let Some(txn) = self.txns.remove(&id) {
                 self.tx_index.remove(&txn.key);
             }
-            // A leg whose last transaction ended and that never got a dialog is gone.
-            if let Some(leg_id) = leg {
-                self.reap_leg_if_done(leg_id);
-            }
         } else if rearm {
             self.arm(TimerRef::Txn(id), next);
         }
-        let _ = now;
     }
 
     fn client_failed(
         &mut self,
-        _id: u64,
+        id: u64,
         leg: Option<LegId>,
         method: Method,
         tu_visible: bool,
@@ -1822,7 +1817,7 @@ impl Endpoint {
                 let is_initial = self
                     .legs
                     .get(&leg_id)
-                    .is_some_and(|l| l.invite_txn == Some(_id));
+                    .is_some_and(|l| l.invite_txn == Some(id));
                 if is_initial {
                     let pending = self
                         .legs
@@ -1838,7 +1833,7 @@ impl Endpoint {
                     }
                 } else {
                     self.events.push_back(Event::RequestDone {
-                        txn: ClientTxnId(_id),
+                        txn: ClientTxnId(id),
                         leg: Some(leg_id),
                         method: Method::Invite,
                         status,
@@ -1850,7 +1845,7 @@ impl Endpoint {
             (method, leg) => {
                 if tu_visible {
                     self.events.push_back(Event::RequestDone {
-                        txn: ClientTxnId(_id),
+                        txn: ClientTxnId(id),
                         leg,
                         method,
                         status,
@@ -1860,8 +1855,6 @@ impl Endpoint {
             }
         }
     }
-
-    fn reap_leg_if_done(&mut self, _leg: LegId) {}
 
     /// Forgets a leg. Transactions still running finish on their own.
     fn close_leg(&mut self, leg_id: LegId) {
@@ -2077,7 +2070,7 @@ impl Endpoint {
             }
             self.observer.response(true, txn.method.as_str(), status);
         }
-        self.drain_txn(id, now, false);
+        self.drain_txn(id, false);
     }
 }
 

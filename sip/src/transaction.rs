@@ -107,6 +107,15 @@ impl Outputs {
         self.events.push_back(event);
     }
 
+    /// The end of every machine: `Timeout` first when it gave up waiting,
+    /// then `Terminated`.
+    fn terminated(&mut self, timeout: bool) {
+        if timeout {
+            self.event(TransactionEvent::Timeout);
+        }
+        self.event(TransactionEvent::Terminated);
+    }
+
     fn poll_transmit(&mut self) -> Option<Bytes> {
         self.transmits.pop_front()
     }

@@ -189,10 +189,7 @@ impl ClientInvite {
         self.state = ClientInviteState::Terminated;
         self.timers.clear();
         self.ack = None;
-        if timeout {
-            self.out.event(TransactionEvent::Timeout);
-        }
-        self.out.event(TransactionEvent::Terminated);
+        self.out.terminated(timeout);
     }
 }
 

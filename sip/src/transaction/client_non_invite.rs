@@ -151,10 +151,7 @@ impl ClientNonInvite {
         self.state = ClientNonInviteState::Terminated;
         self.timers.clear();
         self.request = Bytes::new();
-        if timeout {
-            self.out.event(TransactionEvent::Timeout);
-        }
-        self.out.event(TransactionEvent::Terminated);
+        self.out.terminated(timeout);
     }
 }
 

@@ -191,10 +191,7 @@ impl ServerInvite {
         self.state = ServerInviteState::Terminated;
         self.timers.clear();
         self.last_response = None;
-        if timeout {
-            self.out.event(TransactionEvent::Timeout);
-        }
-        self.out.event(TransactionEvent::Terminated);
+        self.out.terminated(timeout);
     }
 }
 

@@ -132,10 +132,7 @@ impl ServerNonInvite {
         self.state = ServerNonInviteState::Terminated;
         self.timers.clear();
         self.last_response = None;
-        if timeout {
-            self.out.event(TransactionEvent::Timeout);
-        }
-        self.out.event(TransactionEvent::Terminated);
+        self.out.terminated(timeout);
     }
 }
 

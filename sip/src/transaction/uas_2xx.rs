@@ -105,10 +105,7 @@ impl Uas2xxRetransmitter {
         self.state = Uas2xxState::Terminated;
         self.timers.clear();
         self.response = Bytes::new();
-        if timeout {
-            self.out.event(TransactionEvent::Timeout);
-        }
-        self.out.event(TransactionEvent::Terminated);
+        self.out.terminated(timeout);
     }
 }
 

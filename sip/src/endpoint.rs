@@ -720,15 +720,7 @@ impl Endpoint {
     }
 
     fn in_dialog_request(&mut self, id: u64, req: Request, now: Instant) {
-        let key = (
-            req.core.call_id.to_string(),
-            req.core.to.tag().map(|t| t.to_string()).unwrap_or_default(),
-            req.core
-                .from
-                .tag()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        );
+        let key = dialog_key(&req.core, Role::Uas);
         let Some(&leg_id) = self.dialogs.get(&key) else {
             self.reply(id, 481, Vec::new(), Bytes::new(), now);
             return;
@@ -790,15 +782,7 @@ impl Endpoint {
             }
         }
         // ACK for a 2xx is its own transaction and is matched to the dialog.
-        let key = (
-            req.core.call_id.to_string(),
-            req.core.to.tag().map(|t| t.to_string()).unwrap_or_default(),
-            req.core
-                .from
-                .tag()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        );
+        let key = dialog_key(&req.core, Role::Uas);
         let Some(&leg_id) = self.dialogs.get(&key) else {
             return;
         };
@@ -938,19 +922,7 @@ impl Endpoint {
     }
 
     fn reack(&mut self, resp: &Response) {
-        let key = (
-            resp.core.call_id.to_string(),
-            resp.core
-                .from
-                .tag()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            resp.core
-                .to
-                .tag()
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        );
+        let key = dialog_key(&resp.core, Role::Uac);
         let Some(&leg_id) = self.dialogs.get(&key) else {
             return;
         };
@@ -2072,6 +2044,18 @@ impl Endpoint {
         }
         self.drain_txn(id, false);
     }
+}
+
+/// The dialog id (§12): (Call-ID, local tag, remote tag). For a request we
+/// receive as UAS the local tag is in To; for a response we receive as UAC,
+/// in From.
+fn dialog_key(core: &Core, role: Role) -> (String, String, String) {
+    let tag = |na: &NameAddr| na.tag().map(|t| t.to_string()).unwrap_or_default();
+    let (local, remote) = match role {
+        Role::Uas => (tag(&core.to), tag(&core.from)),
+        Role::Uac => (tag(&core.from), tag(&core.to)),
+    };
+    (core.call_id.to_string(), local, remote)
 }
 
 /// The top Via of a response (§18.2.1, RFC 3581 §4): `received` when the

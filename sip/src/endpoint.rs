@@ -1368,18 +1368,9 @@ impl Endpoint {
             return;
         }
         if (200..300).contains(&status) {
-            let Some(resp) = self.build_response(txn_id, status, Vec::new(), body) else {
+            let Some(bytes) = self.reply(txn_id, status, Vec::new(), body, now) else {
                 return;
             };
-            let bytes = resp.to_bytes();
-            if let Some(txn) = self.txns.get_mut(&txn_id) {
-                if let Fsm::ServerInvite(f) = &mut txn.fsm {
-                    f.send_response(status, bytes.clone(), now);
-                }
-                self.dirty.push(txn_id);
-            }
-            self.observer.response(true, "INVITE", status);
-            let timers = self.cfg.timers;
             if let Some(leg) = self.legs.get_mut(&leg_id) {
                 leg.state = LegState::Confirmed;
                 let key = (
@@ -1387,15 +1378,9 @@ impl Endpoint {
                     leg.local_tag.clone(),
                     leg.remote_tag.clone().unwrap_or_default(),
                 );
-                // The transaction sends the first copy; the retransmitter the rest.
-                let mut r =
-                    Uas2xxRetransmitter::new(bytes, leg.transport.is_reliable(), &timers, now);
-                let _ = r.poll_transmit();
-                let at = r.poll_timeout();
-                leg.uas_2xx = Some(r);
                 self.dialogs.insert(key, leg_id);
-                self.arm(TimerRef::Leg(leg_id), at);
             }
+            self.start_2xx_retransmission(leg_id, bytes, now);
         } else {
             if status >= 300 {
                 if let Some(leg) = self.legs.get_mut(&leg_id) {
@@ -1422,8 +1407,32 @@ impl Endpoint {
         let extra = content_type
             .map(|ct| vec![(HeaderName::ContentType, ct.to_owned())])
             .unwrap_or_default();
-        self.reply(txn.0, status, extra, body, now);
+        let reinvite_leg = self
+            .txns
+            .get(&txn.0)
+            .filter(|t| t.method == Method::Invite)
+            .and_then(|t| t.leg);
+        let sent = self.reply(txn.0, status, extra, body, now);
+        // A 2xx to a re-INVITE is retransmitted until its ACK like any 2xx to
+        // an INVITE (§13.3.1.4), or a lost 200 would leave the peer hanging.
+        if let (Some(leg), Some(bytes), true) = (reinvite_leg, sent, (200..300).contains(&status)) {
+            self.start_2xx_retransmission(leg, bytes, now);
+        }
         self.process_fsms();
+    }
+
+    /// §13.3.1.4: the transaction sent the first copy of the 2xx; the leg
+    /// retransmits it until the ACK (or gives up after 64·T1).
+    fn start_2xx_retransmission(&mut self, leg_id: LegId, response: Bytes, now: Instant) {
+        let timers = self.cfg.timers;
+        let Some(leg) = self.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let mut r = Uas2xxRetransmitter::new(response, leg.transport.is_reliable(), &timers, now);
+        let _ = r.poll_transmit();
+        let at = r.poll_timeout();
+        leg.uas_2xx = Some(r);
+        self.arm(TimerRef::Leg(leg_id), at);
     }
 
     /// Hangs up whatever the state: CANCEL (UAC, early), 487-less 480 (UAS,
@@ -2021,7 +2030,7 @@ impl Endpoint {
         })
     }
 
-    /// Sends a response through server transaction `id`.
+    /// Sends a response through server transaction `id`; returns what was sent.
     fn reply(
         &mut self,
         id: u64,
@@ -2029,20 +2038,17 @@ impl Endpoint {
         extra: Vec<(HeaderName, String)>,
         body: Bytes,
         now: Instant,
-    ) {
-        let Some(resp) = self.build_response(id, status, extra, body) else {
-            return;
-        };
-        let bytes = resp.to_bytes();
-        if let Some(txn) = self.txns.get_mut(&id) {
-            match &mut txn.fsm {
-                Fsm::ServerInvite(f) => f.send_response(status, bytes, now),
-                Fsm::ServerNonInvite(f) => f.send_response(status, bytes, now),
-                _ => return,
-            }
-            self.observer.response(true, txn.method.as_str(), status);
+    ) -> Option<Bytes> {
+        let bytes = self.build_response(id, status, extra, body)?.to_bytes();
+        let txn = self.txns.get_mut(&id)?;
+        match &mut txn.fsm {
+            Fsm::ServerInvite(f) => f.send_response(status, bytes.clone(), now),
+            Fsm::ServerNonInvite(f) => f.send_response(status, bytes.clone(), now),
+            _ => return None,
         }
+        self.observer.response(true, txn.method.as_str(), status);
         self.drain_txn(id, false);
+        Some(bytes)
     }
 }
 

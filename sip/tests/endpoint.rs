@@ -397,3 +397,61 @@ fn responses_to_nothing_are_dropped() {
     assert!(events(&mut ep).is_empty());
     let _: Option<Response> = None;
 }
+
+#[test]
+fn a_2xx_to_a_reinvite_is_retransmitted_until_its_ack() {
+    let mut ep = endpoint();
+    let t0 = Instant::now();
+    feed(&mut ep, &invite_text("z9hG4bKr1", "", SDP), t0);
+    sent(&mut ep);
+    let Some(Event::IncomingInvite { leg, .. }) = events(&mut ep).into_iter().next() else {
+        panic!()
+    };
+    ep.respond(leg, 200, Bytes::from_static(SDP.as_bytes()), t0);
+    let Message::Response(ok) = sent(&mut ep).remove(0) else {
+        panic!()
+    };
+    let tag = ok.core.to.tag().unwrap().to_string();
+    let in_dialog = |method: &str, seq: u32, branch: &str, body: &str| {
+        format!(
+            "{method} sip:b@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:a@192.0.2.10>;tag=caller\r\nTo: <sip:100@192.0.2.1>;tag={tag}\r\nCall-ID: call-1@192.0.2.10\r\nCSeq: {seq} {method}\r\nContact: <sip:a@192.0.2.10:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    feed(&mut ep, &in_dialog("ACK", 1, "z9hG4bKr1a", ""), t0);
+    events(&mut ep);
+    let t1 = t0 + Duration::from_secs(10);
+    feed(&mut ep, &in_dialog("INVITE", 2, "z9hG4bKr2", SDP), t1);
+    let txn = match events(&mut ep).as_slice() {
+        [Event::InDialogRequest { txn, .. }] => *txn,
+        other => panic!("{other:?}"),
+    };
+    ep.respond_request(
+        txn,
+        200,
+        Some("application/sdp"),
+        Bytes::from_static(SDP.as_bytes()),
+        t1,
+    );
+    assert_eq!(statuses(&sent(&mut ep)), vec![200]);
+    let resent = run_until(&mut ep, t1 + Duration::from_millis(1600));
+    let at: Vec<u128> = resent.iter().map(|(t, _)| (*t - t1).as_millis()).collect();
+    assert_eq!(
+        at,
+        vec![500, 1500],
+        "retransmitted at T1, 3·T1 while no ACK"
+    );
+    feed(
+        &mut ep,
+        &in_dialog("ACK", 2, "z9hG4bKr2a", ""),
+        t1 + Duration::from_secs(2),
+    );
+    assert!(matches!(
+        events(&mut ep).as_slice(),
+        [Event::Confirmed { .. }]
+    ));
+    assert!(
+        run_until(&mut ep, t1 + Duration::from_secs(10)).is_empty(),
+        "no more after the ACK"
+    );
+}

@@ -78,6 +78,11 @@ struct Call {
     outcome: Option<Outcome>,
     /// In-dialog requests relayed to the other leg, waiting for its answer.
     relayed: HashMap<ClientTxnId, Relayed>,
+    /// Late offer: B's offer (in its 2xx) and the offer we made A from it,
+    /// until A's ACK brings the answer that B's ACK must carry.
+    late_offer: Option<(SessionDescription, SessionDescription)>,
+    /// Codecs both trunks allow.
+    allowed: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -332,7 +337,7 @@ impl B2bua {
                 ep.bye(leg, now);
                 self.hangup_other(ep, leg, Outcome::Failed, now);
             }
-            Event::Confirmed { .. } => {}
+            Event::Confirmed { leg, body } => self.confirmed(ep, leg, &body, now),
             Event::InDialogRequest { leg, txn, request } => {
                 self.in_dialog(ep, leg, txn, *request, now)
             }
@@ -382,27 +387,22 @@ impl B2bua {
             self.metrics.call_ended(Outcome::Rejected.as_str());
             return reject(ep, 400);
         }
-        let Some(a_offer) = a_offer else {
-            // Late offer (INVITE without SDP) is not bridged yet.
-            self.metrics.call_ended(Outcome::Rejected.as_str());
-            return reject(ep, 488);
-        };
-        let allowed: Vec<&str> = trunk
-            .codecs
-            .iter()
-            .map(String::as_str)
-            .filter(|c| inbound.codecs.iter().any(|i| i.eq_ignore_ascii_case(c)))
-            .collect();
+        let allowed = allowed_codecs(&inbound, &trunk);
         let origin_b = self.origin();
-        let b_offer = match sdp::filter_offer(&a_offer, &allowed) {
-            Ok(mut o) => {
-                o.set_origin(origin_b.clone());
-                o
-            }
-            Err(_) => {
-                self.metrics.call_ended(Outcome::Rejected.as_str());
-                return reject(ep, 488);
-            }
+        // Without an offer (late offer, RFC 3261 §13.2.1) B's 2xx will carry
+        // one; it is filtered then, and the INVITE to B carries none either.
+        let b_offer = match &a_offer {
+            None => None,
+            Some(a_offer) => match sdp::filter_offer(a_offer, &allowed) {
+                Ok(mut o) => {
+                    o.set_origin(origin_b.clone());
+                    Some(o)
+                }
+                Err(_) => {
+                    self.metrics.call_ended(Outcome::Rejected.as_str());
+                    return reject(ep, 488);
+                }
+            },
         };
         let caller = req.core.from.uri.user().unwrap_or("anonymous").to_owned();
         let host = trunk.address.host.clone();
@@ -436,7 +436,7 @@ impl B2bua {
                 to,
                 destination,
                 transport,
-                body: b_offer.to_bytes(),
+                body: b_offer.as_ref().map(|o| o.to_bytes()).unwrap_or_default(),
                 max_forwards,
                 credentials,
             },
@@ -451,13 +451,15 @@ impl B2bua {
                 b: Some(b),
                 a_open: true,
                 b_open: true,
-                a_offer: Some(a_offer),
-                b_offer: Some(b_offer),
+                a_offer,
+                b_offer,
                 origin_a: self.origin(),
                 origin_b,
                 answered: false,
                 outcome: None,
                 relayed: HashMap::new(),
+                late_offer: None,
+                allowed: allowed.iter().map(|c| (*c).to_owned()).collect(),
             },
         );
         self.legs.insert(leg, (id, Side::A));
@@ -510,6 +512,29 @@ impl B2bua {
             ep.bye(leg, now);
             return;
         }
+        if call.b_offer.is_none() {
+            // Late offer: B's 2xx carries the offer; A gets it filtered in our
+            // 2xx and answers in its ACK.
+            let allowed: Vec<&str> = call.allowed.iter().map(String::as_str).collect();
+            let offers = parse_sdp(&resp.body).and_then(|b| {
+                let mut to_a = sdp::filter_offer(&b, &allowed).ok()?;
+                to_a.set_origin(call.origin_a.clone());
+                Some((b, to_a))
+            });
+            match offers {
+                Some((b_offer, to_a)) => {
+                    call.answered = true;
+                    ep.respond(call.a, 200, to_a.to_bytes(), now);
+                    call.late_offer = Some((b_offer, to_a));
+                }
+                None => {
+                    call.outcome = Some(Outcome::Failed);
+                    ep.bye(leg, now);
+                    ep.respond(call.a, 488, Bytes::new(), now);
+                }
+            }
+            return;
+        }
         match Self::answer_for_a(call, &resp.body) {
             Some(answer) => {
                 call.answered = true;
@@ -520,6 +545,32 @@ impl B2bua {
                 call.outcome = Some(Outcome::Failed);
                 ep.bye(leg, now);
                 ep.respond(call.a, 488, Bytes::new(), now);
+            }
+        }
+    }
+
+    /// A's ACK: for a late offer it carries the answer B's ACK must carry.
+    fn confirmed(&mut self, ep: &mut Endpoint, leg: LegId, body: &Bytes, now: Instant) {
+        let Some(&(id, Side::A)) = self.legs.get(&leg) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (Some((b_offer, to_a)), Some(b)) = (call.late_offer.take(), call.b) else {
+            return;
+        };
+        let answer = parse_sdp(body)
+            .and_then(|a| sdp::check_answer(&to_a, &a).ok())
+            .and_then(|n| sdp::LocalCapabilities::from_negotiated(call.origin_b.clone(), &n).ok())
+            .and_then(|caps| sdp::answer(&b_offer, &caps).ok());
+        match answer {
+            Some(answer) => ep.ack(b, answer.to_bytes()),
+            None => {
+                // No usable answer: B still gets its ACK (bye() sends it), then both end.
+                call.outcome = Some(Outcome::Failed);
+                ep.bye(b, now);
+                ep.bye(leg, now);
             }
         }
     }
@@ -601,7 +652,7 @@ impl B2bua {
             Method::Invite => {
                 // re-INVITE (hold, codec change): offer/answer across the bridge.
                 let offer = parse_sdp(&req.body);
-                let allowed = ["PCMA", "PCMU", "AMR", "AMR-WB", "opus", "telephone-event"];
+                let allowed: Vec<&str> = call.allowed.iter().map(String::as_str).collect();
                 let relayed_offer = offer
                     .as_ref()
                     .and_then(|o| sdp::filter_offer(o, &allowed).ok())
@@ -775,6 +826,16 @@ impl B2bua {
             ep.hangup(leg, now);
         }
     }
+}
+
+/// The codecs both trunks of a call allow, in the outbound trunk's order.
+fn allowed_codecs<'a>(inbound: &Trunk, outbound: &'a Trunk) -> Vec<&'a str> {
+    outbound
+        .codecs
+        .iter()
+        .map(String::as_str)
+        .filter(|c| inbound.codecs.iter().any(|i| i.eq_ignore_ascii_case(c)))
+        .collect()
 }
 
 fn name_addr(s: &str) -> Option<NameAddr> {

@@ -556,3 +556,18 @@ fn trunk_registration_with_digest_is_refreshed() {
     let ctx = || sw.log_tail(40);
     uas.expect_success(Duration::from_secs(30), &ctx);
 }
+
+#[test]
+fn late_offer_is_bridged() {
+    // INVITE without SDP: the callee's 2xx offer reaches the caller in our
+    // 2xx, and the caller's answer (in its ACK) reaches the callee in ours.
+    let s = Setup::new("late_offer");
+    let sw = s.switch(s.callee_udp());
+    let mut uas = s.uas("uas_late_offer.xml", 3, &[]);
+    let mut uac = s.uac(&sw, "uac_late_offer.xml", 3, 10, &[]);
+    let ctx = || sw.log_tail(40);
+    uac.expect_success(Duration::from_secs(60), &ctx);
+    uas.expect_success(Duration::from_secs(30), &ctx);
+    assert_eq!(sw.calls("answered"), 3, "metrics:\n{}", sw.metrics());
+    sw.assert_settles(SETTLE_DIALOGS, false);
+}

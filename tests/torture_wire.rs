@@ -325,6 +325,9 @@ struct Vector {
     method: String,
     ruri: String,
     call_ids: Vec<String>,
+    /// The CSeq method, so an answer to a second message framed from the same
+    /// bytes (dblreq over TCP: same Call-ID, CSeq 8 INVITE) is not credited to it.
+    cseq_method: Option<String>,
     /// Port the rules say a UDP transaction response goes to (the top Via's
     /// port, 5060 when absent, our source port 5060 with rport).
     udp_reply_port: u16,
@@ -343,6 +346,10 @@ impl Vector {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let cseq_method = values(&headers, "cseq", "cseq")
+            .first()
+            .and_then(|c| c.split_whitespace().nth(1))
+            .map(str::to_owned);
         let top_via = values(&headers, "via", "v")
             .first()
             .map(|v| v.split(',').next().unwrap_or_default().to_owned())
@@ -388,6 +395,7 @@ impl Vector {
             method,
             ruri,
             call_ids,
+            cseq_method,
             udp_reply_port,
             keys,
         }
@@ -427,7 +435,14 @@ impl Resp {
         if v.call_ids.is_empty() {
             return mine.is_empty();
         }
-        mine.iter().any(|c| v.call_ids.iter().any(|o| o == c))
+        let method = self
+            .get("cseq", "cseq")
+            .and_then(|c| c.split_whitespace().nth(1));
+        let same_method = match (method, v.cseq_method.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        same_method && mine.iter().any(|c| v.call_ids.iter().any(|o| o == c))
     }
 
     /// ACK for a non-2xx final response to an INVITE (RFC 3261 §17.1.1.3).

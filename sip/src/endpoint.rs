@@ -97,8 +97,9 @@ pub enum Event {
         txn: ServerTxnId,
         request: Box<Request>,
     },
-    /// The ACK for our 2xx arrived.
-    Confirmed { leg: LegId },
+    /// The ACK for our 2xx arrived; `body` is the SDP answer when our 2xx
+    /// carried the offer (late offer, RFC 3261 §13.2.1).
+    Confirmed { leg: LegId, body: Bytes },
     /// No ACK for our 2xx within 64·T1: hang up (§13.3.1.4).
     AckTimeout { leg: LegId },
     /// The peer hung up with BYE (answered 200).
@@ -200,6 +201,11 @@ struct Leg {
     provisional_seen: bool,
     cancel_pending: bool,
     ack_for_2xx: Option<Bytes>,
+    /// Our INVITE had no offer, so the 2xx carries one and the ACK must carry
+    /// the answer: the TU sends it with [`Endpoint::ack`].
+    ack_deferred: bool,
+    /// CSeq number of the INVITE whose 2xx awaits that ACK.
+    ack_seq: Option<u32>,
     // UAS
     server_invite: Option<u64>,
     uas_2xx: Option<Uas2xxRetransmitter>,
@@ -617,6 +623,8 @@ impl Endpoint {
                         provisional_seen: false,
                         cancel_pending: false,
                         ack_for_2xx: None,
+                        ack_deferred: false,
+                        ack_seq: None,
                         server_invite: Some(id),
                         uas_2xx: None,
                     },
@@ -790,7 +798,10 @@ impl Endpoint {
             if let Some(r) = leg.uas_2xx.as_mut() {
                 r.handle_ack(now);
                 leg.uas_2xx = None;
-                self.events.push_back(Event::Confirmed { leg: leg_id });
+                self.events.push_back(Event::Confirmed {
+                    leg: leg_id,
+                    body: req.body.clone(),
+                });
             }
         }
     }
@@ -1015,18 +1026,9 @@ impl Endpoint {
                 leg_id,
             );
             let cancelled = leg.cancel_pending;
-            let seq = resp.core.cseq.seq;
-            if let Some(ack) =
-                self.build_in_dialog(leg_id, Method::Ack, Some(seq), None, Bytes::new())
-            {
-                let bytes = ack.to_bytes();
-                if let Some(leg) = self.legs.get_mut(&leg_id) {
-                    leg.ack_for_2xx = Some(bytes.clone());
-                }
-                if let Some(leg) = self.legs.get(&leg_id) {
-                    let (t, d) = (leg.transport, self.in_dialog_destination(leg));
-                    self.send(t, d, bytes);
-                }
+            leg.ack_seq = Some(resp.core.cseq.seq);
+            if !leg.ack_deferred || cancelled {
+                self.ack(leg_id, Bytes::new());
             }
             if cancelled {
                 // The 2xx crossed our CANCEL: the call exists, so end it (§15).
@@ -1244,6 +1246,8 @@ impl Endpoint {
                 provisional_seen: false,
                 cancel_pending: false,
                 ack_for_2xx: None,
+                ack_deferred: out.body.is_empty(),
+                ack_seq: None,
                 server_invite: None,
                 uas_2xx: None,
             },
@@ -1508,8 +1512,41 @@ impl Endpoint {
         self.process_fsms();
     }
 
+    /// ACKs the 2xx to our INVITE (§13.2.2.4), with the SDP answer when that
+    /// 2xx carried the offer. Sent once; 2xx retransmissions are re-ACKed
+    /// from the copy kept here.
+    pub fn ack(&mut self, leg_id: LegId, body: Bytes) {
+        let Some(leg) = self.legs.get(&leg_id) else {
+            return;
+        };
+        let (Some(seq), None) = (leg.ack_seq, &leg.ack_for_2xx) else {
+            return;
+        };
+        let ct = (!body.is_empty()).then_some("application/sdp");
+        let Some(ack) = self.build_in_dialog(leg_id, Method::Ack, Some(seq), ct, body) else {
+            return;
+        };
+        let bytes = ack.to_bytes();
+        let Some(leg) = self.legs.get_mut(&leg_id) else {
+            return;
+        };
+        leg.ack_for_2xx = Some(bytes.clone());
+        let transport = leg.transport;
+        let Some(dest) = self
+            .legs
+            .get(&leg_id)
+            .map(|l| self.in_dialog_destination(l))
+        else {
+            return;
+        };
+        self.send(transport, dest, bytes);
+    }
+
     /// Ends a confirmed dialog with BYE (§15.1.1).
     pub fn bye(&mut self, leg_id: LegId, now: Instant) {
+        // A 2xx is always ACKed before the BYE, even if the TU never produced
+        // the answer for a late offer.
+        self.ack(leg_id, Bytes::new());
         let Some(req) = self.build_in_dialog(leg_id, Method::Bye, None, None, Bytes::new()) else {
             return;
         };

@@ -1,0 +1,1 @@
+//! RTCP compound packets (RFC 3550 §6, RFC 3611).

@@ -1,0 +1,1 @@
+//! RTP packets (RFC 3550 §5.1).

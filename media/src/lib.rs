@@ -11,6 +11,7 @@
 //! addresses and codecs, it tells the call layer what it measured.
 
 pub mod payload;
+pub mod playback;
 pub mod rtcp;
 pub mod rtp;
 pub mod stats;

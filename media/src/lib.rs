@@ -15,3 +15,5 @@ pub mod playback;
 pub mod rtcp;
 pub mod rtp;
 pub mod stats;
+#[cfg(feature = "transcode")]
+pub mod transcode;

@@ -1,0 +1,1023 @@
+//! The tokio driver of the relay: a UDP port pool and N event loops.
+//!
+//! ```text
+//!  call layer (multi-thread runtime)          loop k (own OS thread, current-thread runtime)
+//!  MediaDriver::open_leg(group, cfg) ──bind──▶ ports from the pool
+//!        └── Control::Open (mpsc) ───────────▶ Relay::add_leg + one task per socket
+//!                                              socket task: recv_from ─▶ Relay::handle_rtp
+//!                                                 ─▶ try_send_to on the peer leg's socket
+//! ```
+//!
+//! Every leg of a call group lives on one loop, so forwarding is a direct
+//! `send_to` on the peer's socket: no channel hop, no lock (the loop's state
+//! is an `Rc<RefCell<..>>` shared by tasks of one thread), no allocation
+//! (one receive buffer per socket task, reused). Control (open, bridge,
+//! update, close, counters) reaches a loop by message. The port pool is the
+//! only shared structure, behind a mutex touched on the control path only.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, LocalSet};
+
+use crate::relay::{
+    Action, DropReason, LegConfig, LegCounters, LegId, Relay, RelayConfig, RelayError, SocketKind,
+};
+
+/// Receive buffer per socket. RTP on a 1500-byte MTU fits with room to spare;
+/// a datagram that fills it may have been truncated and is dropped.
+const RECV_BUF: usize = 4096;
+
+/// Pending control messages per loop before `open_leg` and friends wait.
+const CONTROL_QUEUE: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Address the leg sockets bind to (also what `open_leg` returns for the SDP,
+    /// unless it is unspecified, in which case the call layer advertises its own).
+    pub bind_ip: IpAddr,
+    /// RTP ports are the even ports of `port_min..=port_max` whose RTCP port
+    /// (RTP + 1) is also in range.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Event loops (OS threads); 0 means one per available core.
+    pub loops: usize,
+    pub relay: RelayConfig,
+}
+
+impl DriverConfig {
+    pub fn new(bind_ip: IpAddr, port_min: u16, port_max: u16) -> DriverConfig {
+        DriverConfig {
+            bind_ip,
+            port_min,
+            port_max,
+            loops: 0,
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("port range {min}-{max} holds no RTP/RTCP pair")]
+    PortRange { min: u16, max: u16 },
+    #[error("no free RTP port in the pool")]
+    PortsExhausted,
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("the media loop has stopped")]
+    LoopGone,
+    #[error("unknown or closed leg")]
+    UnknownLeg,
+    #[error("legs are on different loops (open them with the same call group)")]
+    DifferentLoops,
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+}
+
+/// Even RTP ports, each reserving RTP + 1 for RTCP (also with rtcp-mux, so a
+/// leg can be switched to non-mux without moving). Freed ports go to the
+/// back of the queue so a port is reused as late as possible: stray packets
+/// of an ended call must not land in a new one.
+#[derive(Debug)]
+pub struct PortPool {
+    first: u16,
+    free: VecDeque<u16>,
+    in_use: Vec<bool>,
+}
+
+impl PortPool {
+    pub fn new(min: u16, max: u16) -> Result<PortPool, DriverError> {
+        let first = if min & 1 == 0 {
+            Some(min)
+        } else {
+            min.checked_add(1)
+        };
+        let ports: VecDeque<u16> = match first {
+            // p + 1 <= max, i.e. p < max.
+            Some(first) if first < max => (first..max).step_by(2).collect(),
+            _ => VecDeque::new(),
+        };
+        match (first, ports.is_empty()) {
+            (Some(first), false) => Ok(PortPool {
+                first,
+                in_use: vec![false; ports.len()],
+                free: ports,
+            }),
+            _ => Err(DriverError::PortRange { min, max }),
+        }
+    }
+
+    /// The next free RTP port (RTCP is port + 1).
+    pub fn allocate(&mut self) -> Option<u16> {
+        let port = self.free.pop_front()?;
+        if let Some(used) = self.slot(port) {
+            *used = true;
+        }
+        Some(port)
+    }
+
+    /// Returns a port; unknown or already free ports are ignored (never a double free).
+    pub fn release(&mut self, port: u16) {
+        if let Some(used) = self.slot(port) {
+            if *used {
+                *used = false;
+                self.free.push_back(port);
+            }
+        }
+    }
+
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.in_use.len()
+    }
+
+    fn slot(&mut self, port: u16) -> Option<&mut bool> {
+        let offset = port.checked_sub(self.first)?;
+        if offset & 1 != 0 {
+            return None;
+        }
+        self.in_use.get_mut(usize::from(offset / 2))
+    }
+}
+
+/// A leg opened by [`MediaDriver::open_leg`]. Not `Clone`: whoever holds it
+/// owns the ports and must give it back with [`MediaDriver::close_leg`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct LegHandle {
+    loop_index: usize,
+    key: Key,
+    port: u16,
+    local: SocketAddr,
+    ssrc: u32,
+}
+
+impl LegHandle {
+    /// The local RTP address (for the SDP); RTCP is on port + 1 unless muxed.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The SSRC the relay sends to this leg's endpoint (`rssrc`).
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    pub fn id(&self) -> LegId {
+        self.key.id
+    }
+
+    pub fn loop_index(&self) -> usize {
+        self.loop_index
+    }
+}
+
+/// A leg inside a loop: its relay id plus a serial, because relay ids are
+/// reused and a late message for a closed leg must not reach its successor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    id: LegId,
+    serial: u64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, DriverError>>;
+
+enum Control {
+    Open {
+        cfg: LegConfig,
+        rtp: StdUdpSocket,
+        rtcp: Option<StdUdpSocket>,
+        reply: Reply<(Key, u32)>,
+    },
+    Bridge {
+        a: Key,
+        b: Key,
+        reply: Reply<()>,
+    },
+    Update {
+        leg: Key,
+        remote: Option<SocketAddr>,
+        reply: Reply<()>,
+    },
+    Close {
+        leg: Key,
+        reply: Reply<()>,
+    },
+    Counters {
+        leg: Key,
+        reply: Reply<LegCounters>,
+    },
+}
+
+struct LoopHandle {
+    tx: mpsc::Sender<Control>,
+    thread: thread::JoinHandle<()>,
+}
+
+/// The relay's event loops and port pool.
+pub struct MediaDriver {
+    loops: Vec<LoopHandle>,
+    pool: Mutex<PortPool>,
+    bind_ip: IpAddr,
+}
+
+impl MediaDriver {
+    /// Starts the loops (one OS thread each). Needs no ambient runtime.
+    pub fn start(cfg: DriverConfig) -> Result<MediaDriver, DriverError> {
+        let pool = PortPool::new(cfg.port_min, cfg.port_max)?;
+        let n = if cfg.loops == 0 {
+            thread::available_parallelism().map_or(1, NonZeroUsize::get)
+        } else {
+            cfg.loops
+        };
+        let mut loops = Vec::with_capacity(n);
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+            let relay_cfg = cfg.relay;
+            // On an early return the loops already started see their channel
+            // close and stop.
+            let thread = thread::Builder::new()
+                .name(format!("media-loop-{i}"))
+                .spawn(move || run_loop(rt, rx, relay_cfg))?;
+            loops.push(LoopHandle { tx, thread });
+        }
+        Ok(MediaDriver {
+            loops,
+            pool: Mutex::new(pool),
+            bind_ip: cfg.bind_ip,
+        })
+    }
+
+    pub fn loop_count(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// Free RTP ports (pairs) in the pool.
+    pub fn ports_available(&self) -> usize {
+        self.pool().available()
+    }
+
+    pub fn ports_capacity(&self) -> usize {
+        self.pool().capacity()
+    }
+
+    /// Opens a leg on the loop of `call_group` (legs to be bridged must share
+    /// it). `cfg.local` is ignored: the port comes from the pool. Returns the
+    /// local RTP address for the SDP.
+    pub async fn open_leg(
+        &self,
+        call_group: u64,
+        mut cfg: LegConfig,
+    ) -> Result<(LegHandle, SocketAddr), DriverError> {
+        let (port, rtp, rtcp) = self.bind_ports(cfg.rtcp_mux)?;
+        let local = match rtp.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                self.pool().release(port);
+                return Err(e.into());
+            }
+        };
+        cfg.local = local;
+        let loop_index = self.loop_for(call_group);
+        let opened = self
+            .request(loop_index, |reply| Control::Open {
+                cfg,
+                rtp,
+                rtcp,
+                reply,
+            })
+            .await;
+        match opened {
+            Ok((key, ssrc)) => Ok((
+                LegHandle {
+                    loop_index,
+                    key,
+                    port,
+                    local,
+                    ssrc,
+                },
+                local,
+            )),
+            Err(e) => {
+                // The sockets were dropped with the message or by the loop.
+                self.pool().release(port);
+                Err(e)
+            }
+        }
+    }
+
+    /// Bridges two legs of the same call group.
+    pub async fn bridge(&self, a: &LegHandle, b: &LegHandle) -> Result<(), DriverError> {
+        if a.loop_index != b.loop_index {
+            return Err(DriverError::DifferentLoops);
+        }
+        let loop_index = a.loop_index;
+        let (a, b) = (a.key, b.key);
+        self.request(loop_index, |reply| Control::Bridge { a, b, reply })
+            .await
+    }
+
+    /// A new offer/answer for the leg: new SDP address, new latch window.
+    pub async fn update_leg(
+        &self,
+        leg: &LegHandle,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), DriverError> {
+        let key = leg.key;
+        self.request(leg.loop_index, |reply| Control::Update {
+            leg: key,
+            remote,
+            reply,
+        })
+        .await
+    }
+
+    /// Closes the leg: its sockets are closed before its ports return to the pool.
+    pub async fn close_leg(&self, leg: LegHandle) -> Result<(), DriverError> {
+        let key = leg.key;
+        let closed = self
+            .request(leg.loop_index, |reply| Control::Close { leg: key, reply })
+            .await;
+        // The handle is the only owner of the port: whatever the loop said
+        // (closed, or gone with its sockets), the port is free now.
+        self.pool().release(leg.port);
+        closed
+    }
+
+    pub async fn counters(&self, leg: &LegHandle) -> Result<LegCounters, DriverError> {
+        let key = leg.key;
+        self.request(leg.loop_index, |reply| Control::Counters {
+            leg: key,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the loops and waits for their threads (their sockets close).
+    /// Blocking, briefly: call it at process shutdown.
+    pub fn shutdown(self) {
+        for LoopHandle { tx, thread } in self.loops {
+            drop(tx);
+            if thread.join().is_err() {
+                tracing::error!("media loop thread panicked");
+            }
+        }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, PortPool> {
+        // The pool stays consistent even if a holder panicked: every
+        // operation is a single push or pop.
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn loop_for(&self, call_group: u64) -> usize {
+        let n = self.loops.len().max(1) as u64;
+        usize::try_from(call_group % n).unwrap_or(0)
+    }
+
+    /// The next pool port whose RTP (and RTCP) port binds; ports held by
+    /// another process are skipped and go back to the pool.
+    fn bind_ports(
+        &self,
+        rtcp_mux: bool,
+    ) -> Result<(u16, StdUdpSocket, Option<StdUdpSocket>), DriverError> {
+        let mut pool = self.pool();
+        let mut skipped = Vec::new();
+        let mut last_error = None;
+        let bound = loop {
+            let Some(port) = pool.allocate() else {
+                break Err(last_error.map_or(DriverError::PortsExhausted, DriverError::Io));
+            };
+            match bind_pair(self.bind_ip, port, rtcp_mux) {
+                Ok((rtp, rtcp)) => break Ok((port, rtp, rtcp)),
+                Err(e) => {
+                    tracing::debug!(port, error = %e, "media port busy, skipped");
+                    skipped.push(port);
+                    last_error = Some(e);
+                }
+            }
+        };
+        for port in skipped {
+            pool.release(port);
+        }
+        bound
+    }
+
+    async fn request<T>(
+        &self,
+        loop_index: usize,
+        message: impl FnOnce(Reply<T>) -> Control,
+    ) -> Result<T, DriverError> {
+        let lp = self.loops.get(loop_index).ok_or(DriverError::LoopGone)?;
+        let (reply, rx) = oneshot::channel();
+        lp.tx
+            .send(message(reply))
+            .await
+            .map_err(|_| DriverError::LoopGone)?;
+        rx.await.map_err(|_| DriverError::LoopGone)?
+    }
+}
+
+fn bind_pair(
+    ip: IpAddr,
+    port: u16,
+    rtcp_mux: bool,
+) -> io::Result<(StdUdpSocket, Option<StdUdpSocket>)> {
+    let rtp = StdUdpSocket::bind(SocketAddr::new(ip, port))?;
+    let rtcp = if rtcp_mux {
+        None
+    } else {
+        let rtcp_port = port
+            .checked_add(1)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no RTCP port"))?;
+        Some(StdUdpSocket::bind(SocketAddr::new(ip, rtcp_port))?)
+    };
+    Ok((rtp, rtcp))
+}
+
+/// One loop's sockets of one leg.
+struct LoopLeg {
+    serial: u64,
+    rtp: Rc<UdpSocket>,
+    rtcp: Option<Rc<UdpSocket>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Everything a loop owns; only its own thread ever touches it.
+struct LoopState {
+    relay: Relay,
+    legs: Vec<Option<LoopLeg>>,
+    next_serial: u64,
+}
+
+impl LoopState {
+    fn leg(&self, key: Key) -> Option<&LoopLeg> {
+        self.legs
+            .get(key.id.0 as usize)
+            .and_then(Option::as_ref)
+            .filter(|l| l.serial == key.serial)
+    }
+}
+
+type Shared = Rc<RefCell<LoopState>>;
+
+fn run_loop(rt: Runtime, mut rx: mpsc::Receiver<Control>, cfg: RelayConfig) {
+    let local = LocalSet::new();
+    local.block_on(&rt, async move {
+        let state: Shared = Rc::new(RefCell::new(LoopState {
+            relay: Relay::new(cfg),
+            legs: Vec::new(),
+            next_serial: 1,
+        }));
+        while let Some(message) = rx.recv().await {
+            control(&state, message).await;
+        }
+    });
+    // Dropping the LocalSet drops the socket tasks and so closes the sockets.
+}
+
+async fn control(state: &Shared, message: Control) {
+    match message {
+        Control::Open {
+            cfg,
+            rtp,
+            rtcp,
+            reply,
+        } => {
+            let _ = reply.send(open(state, cfg, rtp, rtcp));
+        }
+        Control::Bridge { a, b, reply } => {
+            let mut st = state.borrow_mut();
+            let result = if st.leg(a).is_some() && st.leg(b).is_some() {
+                st.relay.bridge(a.id, b.id).map_err(DriverError::from)
+            } else {
+                Err(DriverError::UnknownLeg)
+            };
+            let _ = reply.send(result);
+        }
+        Control::Update { leg, remote, reply } => {
+            let mut st = state.borrow_mut();
+            let result = if st.leg(leg).is_some() {
+                st.relay
+                    .update_leg(leg.id, remote, Instant::now())
+                    .map_err(DriverError::from)
+            } else {
+                Err(DriverError::UnknownLeg)
+            };
+            let _ = reply.send(result);
+        }
+        Control::Counters { leg, reply } => {
+            let st = state.borrow();
+            let result = st
+                .leg(leg)
+                .and_then(|_| st.relay.leg_counters(leg.id))
+                .ok_or(DriverError::UnknownLeg);
+            let _ = reply.send(result);
+        }
+        Control::Close { leg, reply } => {
+            let removed = {
+                let mut st = state.borrow_mut();
+                if st.leg(leg).is_some() {
+                    let _ = st.relay.remove_leg(leg.id);
+                    st.legs.get_mut(leg.id.0 as usize).and_then(Option::take)
+                } else {
+                    None
+                }
+            };
+            let Some(removed) = removed else {
+                let _ = reply.send(Err(DriverError::UnknownLeg));
+                return;
+            };
+            let LoopLeg {
+                rtp, rtcp, tasks, ..
+            } = removed;
+            drop((rtp, rtcp));
+            for task in &tasks {
+                task.abort();
+            }
+            // Wait until the tasks (and their socket references) are gone,
+            // so the ports are really closed when the caller reuses them.
+            for task in tasks {
+                let _ = task.await;
+            }
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
+fn open(
+    state: &Shared,
+    cfg: LegConfig,
+    rtp: StdUdpSocket,
+    rtcp: Option<StdUdpSocket>,
+) -> Result<(Key, u32), DriverError> {
+    let rtp = Rc::new(to_tokio(rtp)?);
+    let rtcp = rtcp.map(to_tokio).transpose()?.map(Rc::new);
+    let mut st = state.borrow_mut();
+    let id = st.relay.add_leg(cfg, Instant::now());
+    let ssrc = st.relay.leg_ssrc(id).unwrap_or(0);
+    let serial = st.next_serial;
+    st.next_serial += 1;
+    let mut tasks = vec![tokio::task::spawn_local(socket_task(
+        Rc::clone(state),
+        id,
+        Rc::clone(&rtp),
+        SocketKind::Rtp,
+    ))];
+    if let Some(rtcp) = &rtcp {
+        tasks.push(tokio::task::spawn_local(socket_task(
+            Rc::clone(state),
+            id,
+            Rc::clone(rtcp),
+            SocketKind::Rtcp,
+        )));
+    }
+    let index = id.0 as usize;
+    if st.legs.len() <= index {
+        st.legs.resize_with(index + 1, || None);
+    }
+    if let Some(slot) = st.legs.get_mut(index) {
+        *slot = Some(LoopLeg {
+            serial,
+            rtp,
+            rtcp,
+            tasks,
+        });
+    }
+    Ok((Key { id, serial }, ssrc))
+}
+
+fn to_tokio(socket: StdUdpSocket) -> io::Result<UdpSocket> {
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// Reads one socket of one leg for the leg's lifetime.
+async fn socket_task(state: Shared, leg: LegId, socket: Rc<UdpSocket>, kind: SocketKind) {
+    // The one receive buffer of this socket: part of the task, allocated at spawn.
+    let mut buf = [0u8; RECV_BUF];
+    loop {
+        let (len, source) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "media recv error");
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let oversize = len >= RECV_BUF;
+        let Some(packet) = buf.get_mut(..len) else {
+            continue;
+        };
+        if let Some((out, to, out_leg)) = relay_packet(&state, leg, kind, source, packet, oversize)
+        {
+            // Slow path, rare: the output socket's readiness was not known yet.
+            if out.send_to(packet, to).await.is_err() {
+                state
+                    .borrow_mut()
+                    .relay
+                    .count_drop(out_leg, DropReason::SendFailed);
+            }
+        }
+    }
+}
+
+/// The per-packet step: decide, and send at once when the socket is ready.
+/// Returns the socket to await on only when it was not.
+fn relay_packet(
+    state: &Shared,
+    leg: LegId,
+    kind: SocketKind,
+    source: SocketAddr,
+    packet: &mut [u8],
+    oversize: bool,
+) -> Option<(Rc<UdpSocket>, SocketAddr, LegId)> {
+    let mut guard = state.borrow_mut();
+    let st = &mut *guard;
+    if oversize {
+        st.relay.count_drop(leg, DropReason::Oversize);
+        return None;
+    }
+    let now = Instant::now();
+    let action = match kind {
+        SocketKind::Rtp => st.relay.handle_rtp(leg, source, packet, now),
+        SocketKind::Rtcp => st.relay.handle_rtcp(leg, source, packet, now),
+    };
+    let Action::Forward {
+        out_leg,
+        to,
+        socket,
+    } = action
+    else {
+        return None;
+    };
+    let out = st
+        .legs
+        .get(out_leg.0 as usize)
+        .and_then(Option::as_ref)
+        .and_then(|l| match socket {
+            SocketKind::Rtp => Some(&l.rtp),
+            SocketKind::Rtcp => l.rtcp.as_ref(),
+        });
+    let Some(out) = out else {
+        st.relay.count_drop(out_leg, DropReason::SendFailed);
+        return None;
+    };
+    match out.try_send_to(packet, to) {
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some((Rc::clone(out), to, out_leg)),
+        Err(e) => {
+            tracing::trace!(error = %e, %to, "media send failed");
+            st.relay.count_drop(out_leg, DropReason::SendFailed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn driver(min: u16, max: u16, loops: usize) -> MediaDriver {
+        MediaDriver::start(DriverConfig {
+            loops,
+            ..DriverConfig::new(LOCALHOST, min, max)
+        })
+        .unwrap()
+    }
+
+    fn leg(remote: Option<SocketAddr>) -> LegConfig {
+        LegConfig {
+            remote,
+            ..LegConfig::new(SocketAddr::new(LOCALHOST, 0))
+        }
+    }
+
+    fn pkt(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = Vec::new();
+        rtp::write(
+            &mut p,
+            false,
+            8,
+            seq,
+            u32::from(seq) * 160,
+            ssrc,
+            &[0xD5; 160],
+        );
+        p
+    }
+
+    async fn phone() -> UdpSocket {
+        UdpSocket::bind((LOCALHOST, 0)).await.unwrap()
+    }
+
+    async fn recv(s: &UdpSocket, wait_ms: u64) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = [0u8; 2048];
+        let r = tokio::time::timeout(Duration::from_millis(wait_ms), s.recv_from(&mut buf)).await;
+        match r {
+            Ok(Ok((n, from))) => Some((buf[..n].to_vec(), from)),
+            _ => None,
+        }
+    }
+
+    /// Polls the leg's counters until `done` holds (packets and control
+    /// messages race on the loop).
+    async fn wait_counters(
+        d: &MediaDriver,
+        h: &LegHandle,
+        done: impl Fn(&LegCounters) -> bool,
+    ) -> LegCounters {
+        for _ in 0..100 {
+            let c = d.counters(h).await.unwrap();
+            if done(&c) {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        d.counters(h).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn two_phones_both_ways_with_rewritten_ssrc_and_spoofer_blocked() {
+        let d = driver(31000, 31019, 2);
+        let (pa, pb, spoofer) = (phone().await, phone().await, phone().await);
+        let (ha, la) = d
+            .open_leg(7, leg(Some(pa.local_addr().unwrap())))
+            .await
+            .unwrap();
+        let (hb, lb) = d
+            .open_leg(7, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        assert_eq!(la.port() % 2, 0);
+        assert_eq!(ha.loop_index(), hb.loop_index());
+        d.bridge(&ha, &hb).await.unwrap();
+
+        for seq in 0..10u16 {
+            pa.send_to(&pkt(seq, 0xA), la).await.unwrap();
+            let (p, from) = recv(&pb, 2000).await.expect("A -> B");
+            assert_eq!(from, lb);
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!((h.ssrc, h.sequence), (hb.ssrc(), seq));
+
+            pb.send_to(&pkt(1000 + seq, 0xB), lb).await.unwrap();
+            let (p, from) = recv(&pa, 2000).await.expect("B -> A");
+            assert_eq!(from, la);
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!((h.ssrc, h.sequence), (ha.ssrc(), 1000 + seq));
+        }
+
+        // RTP Bleed: a sprayer on A's port after latching.
+        for seq in 0..20u16 {
+            spoofer.send_to(&pkt(seq, 0xBAD), la).await.unwrap();
+        }
+        let c = wait_counters(&d, &ha, |c| c.dropped(DropReason::NotLatched) >= 20).await;
+        assert_eq!(c.dropped(DropReason::NotLatched), 20);
+        assert_eq!(c.rtp_in, 10);
+        assert!(
+            recv(&pb, 200).await.is_none(),
+            "spoofed packets must not reach B"
+        );
+        // B's media still goes to A only, never to the sprayer.
+        pb.send_to(&pkt(5000, 0xB), lb).await.unwrap();
+        assert!(recv(&pa, 2000).await.is_some());
+        assert!(recv(&spoofer, 200).await.is_none());
+
+        let cb = d.counters(&hb).await.unwrap();
+        assert_eq!((cb.rtp_out, cb.rtp_in), (10, 11));
+        assert_eq!(cb.ssrc_out, hb.ssrc());
+
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    #[tokio::test]
+    async fn symmetric_leg_learns_nat_source_and_rtcp_goes_to_rtcp_port() {
+        let d = driver(31020, 31039, 1);
+        let pa = phone().await;
+        // A phone with an RTP/RTCP pair on adjacent ports.
+        let (pb, pb_rtcp) = loop {
+            let rtp = phone().await;
+            let port = rtp.local_addr().unwrap().port();
+            if port % 2 != 0 {
+                continue;
+            }
+            if let Ok(rtcp) = UdpSocket::bind((LOCALHOST, port + 1)).await {
+                break (rtp, rtcp);
+            }
+        };
+        // A: muxed, no SDP address (NAT, learned from its first packet).
+        let (ha, la) = d
+            .open_leg(
+                3,
+                LegConfig {
+                    rtcp_mux: true,
+                    ..leg(None)
+                },
+            )
+            .await
+            .unwrap();
+        let (hb, lb) = d
+            .open_leg(3, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        d.bridge(&ha, &hb).await.unwrap();
+        // B speaks first: nowhere to send (A unknown), counted, nothing sent.
+        pb.send_to(&pkt(1, 0xB), lb).await.unwrap();
+        let c = wait_counters(&d, &hb, |c| c.dropped(DropReason::NoPeer) == 1).await;
+        assert_eq!(c.dropped(DropReason::NoPeer), 1);
+        // A's first packet latches it.
+        pa.send_to(&pkt(1, 0xA), la).await.unwrap();
+        assert!(recv(&pb, 2000).await.is_some());
+        pb.send_to(&pkt(2, 0xB), lb).await.unwrap();
+        let (_, from) = recv(&pa, 2000).await.expect("B -> learned A");
+        assert_eq!(from, la);
+        // RTCP from A (muxed) reaches B's RTCP port from B's RTCP socket.
+        let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xA];
+        pa.send_to(&rr, la).await.unwrap();
+        let (p, from) = recv(&pb_rtcp, 2000).await.expect("RTCP A -> B");
+        assert_eq!(p, rr);
+        assert_eq!(from, SocketAddr::new(LOCALHOST, lb.port() + 1));
+        // And back: from B's RTCP port to A's muxed port.
+        pb_rtcp.send_to(&rr, from).await.unwrap();
+        let (p, from) = recv(&pa, 2000).await.expect("RTCP B -> A");
+        assert_eq!((p.as_slice(), from), (&rr[..], la));
+
+        // A re-INVITE with a new address for B: media goes there.
+        let pb2 = phone().await;
+        d.update_leg(&hb, Some(pb2.local_addr().unwrap()))
+            .await
+            .unwrap();
+        pa.send_to(&pkt(2, 0xA), la).await.unwrap();
+        assert!(recv(&pb2, 2000).await.is_some());
+
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    #[tokio::test]
+    async fn ports_return_to_the_pool_and_exhaustion_errors() {
+        // Two pairs: 31040/41 and 31042/43.
+        let d = driver(31040, 31043, 2);
+        assert_eq!((d.ports_capacity(), d.ports_available()), (2, 2));
+        let (h1, l1) = d.open_leg(1, leg(None)).await.unwrap();
+        let (h2, _) = d.open_leg(1, leg(None)).await.unwrap();
+        assert_eq!(d.ports_available(), 0);
+        assert!(matches!(
+            d.open_leg(1, leg(None)).await,
+            Err(DriverError::PortsExhausted)
+        ));
+        d.close_leg(h1).await.unwrap();
+        assert_eq!(d.ports_available(), 1);
+        // The sockets are closed: the ports bind again...
+        drop(StdUdpSocket::bind(l1).unwrap());
+        drop(StdUdpSocket::bind(SocketAddr::new(LOCALHOST, l1.port() + 1)).unwrap());
+        // ...and the pool hands the freed port out again, on another loop.
+        let (h3, l3) = d.open_leg(2, leg(None)).await.unwrap();
+        assert_eq!(l3.port(), l1.port());
+        assert!(matches!(
+            d.bridge(&h2, &h3).await,
+            Err(DriverError::DifferentLoops)
+        ));
+        d.close_leg(h2).await.unwrap();
+        d.close_leg(h3).await.unwrap();
+        assert_eq!(d.ports_available(), 2);
+        d.shutdown();
+    }
+
+    #[tokio::test]
+    async fn busy_ports_are_skipped() {
+        let busy = StdUdpSocket::bind((LOCALHOST, 31061)).unwrap();
+        let d = driver(31060, 31063, 1);
+        // 31060 binds but its RTCP port is taken: skipped, 31062 is used.
+        let (h, l) = d.open_leg(1, leg(None)).await.unwrap();
+        assert_eq!(l.port(), 31062);
+        // With rtcp-mux 31060 is fine.
+        let (hm, lm) = d
+            .open_leg(
+                1,
+                LegConfig {
+                    rtcp_mux: true,
+                    ..leg(None)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(lm.port(), 31060);
+        drop(busy);
+        d.close_leg(h).await.unwrap();
+        d.close_leg(hm).await.unwrap();
+        assert_eq!(d.ports_available(), 2);
+        d.shutdown();
+    }
+
+    /// Round trip A -> relay -> B -> relay -> A on loopback, against the same
+    /// ping-pong without the relay (run with `--ignored --nocapture`).
+    #[tokio::test]
+    #[ignore]
+    async fn relay_latency() {
+        let d = driver(31080, 31099, 1);
+        let (pa, pb) = (phone().await, phone().await);
+        let (ha, la) = d
+            .open_leg(1, leg(Some(pa.local_addr().unwrap())))
+            .await
+            .unwrap();
+        let (hb, lb) = d
+            .open_leg(1, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        d.bridge(&ha, &hb).await.unwrap();
+        let n = 5000u16;
+        let mut buf = [0u8; 2048];
+        let mut p = pkt(0, 0xA);
+        let start = Instant::now();
+        for seq in 0..n {
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            pa.send_to(&p, la).await.unwrap();
+            let (len, _) = pb.recv_from(&mut buf).await.unwrap();
+            pb.send_to(&buf[..len], lb).await.unwrap();
+            pa.recv_from(&mut buf).await.unwrap();
+        }
+        let relayed = start.elapsed() / u32::from(n);
+        let start = Instant::now();
+        let (ta, tb) = (pa.local_addr().unwrap(), pb.local_addr().unwrap());
+        for _ in 0..n {
+            pa.send_to(&p, tb).await.unwrap();
+            let (len, _) = pb.recv_from(&mut buf).await.unwrap();
+            pb.send_to(&buf[..len], ta).await.unwrap();
+            pa.recv_from(&mut buf).await.unwrap();
+        }
+        let direct = start.elapsed() / u32::from(n);
+        println!(
+            "round trip: relayed {relayed:?}, direct {direct:?}, per relay hop ~{:?}",
+            (relayed.saturating_sub(direct)) / 2
+        );
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    /// The call layer runs on the multi-thread runtime: the driver is shared
+    /// between tasks and its futures move between threads.
+    #[test]
+    fn driver_and_its_futures_are_send() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let d = driver(31100, 31103, 1);
+        send_sync(&d);
+        send(d.open_leg(1, leg(None)));
+        send(d.counters(&LegHandle {
+            loop_index: 0,
+            key: Key {
+                id: LegId(0),
+                serial: 0,
+            },
+            port: 0,
+            local: SocketAddr::new(LOCALHOST, 0),
+            ssrc: 0,
+        }));
+        d.shutdown();
+    }
+
+    #[test]
+    fn port_pool() {
+        assert!(PortPool::new(31001, 31001).is_err());
+        assert!(PortPool::new(31002, 31002).is_err());
+        assert!(PortPool::new(65535, 65535).is_err());
+        let mut p = PortPool::new(31001, 31006).unwrap();
+        assert_eq!(p.capacity(), 2);
+        assert_eq!(p.allocate(), Some(31002));
+        assert_eq!(p.allocate(), Some(31004));
+        assert_eq!(p.allocate(), None);
+        p.release(31002);
+        p.release(31002);
+        p.release(31003);
+        p.release(9);
+        assert_eq!(p.available(), 1);
+        let full = PortPool::new(0, 65535).unwrap();
+        assert_eq!(full.capacity(), 32768);
+    }
+}

@@ -1,6 +1,6 @@
 //! The call layer for SIP-to-SIP calls: a back-to-back user agent (RFC 3261
-//! §6 "B2BUA", RFC 7092 "signaling-only B2BUA" for now; the media relay
-//! anchors media in the next step).
+//! §6 "B2BUA", RFC 7092 "media-relay B2BUA"): every call's media is anchored
+//! on the switch's relay, one relay leg per SIP leg.
 //!
 //! ```text
 //!  trunk A ──INVITE──▶ [UAS leg a]  Call  [UAC leg b] ──INVITE──▶ trunk B
@@ -19,6 +19,8 @@
 use crate::config::{Router, TransportKind, Trunk};
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use media::driver::{LegHandle, MediaDriver};
+use media::relay::LegConfig;
 use sip::auth::Credentials;
 use sip::endpoint::{
     ClientTxnId, Endpoint, Event, LegId, OutgoingInvite, OutgoingRequest, ServerTxnId,
@@ -63,6 +65,15 @@ enum Side {
     B,
 }
 
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Call {
     a: LegId,
@@ -83,6 +94,50 @@ struct Call {
     late_offer: Option<(SessionDescription, SessionDescription)>,
     /// Codecs both trunks allow.
     allowed: Vec<String>,
+    /// The relay legs facing A and B; every SDP we send points at them.
+    media_a: Option<LegHandle>,
+    media_b: Option<LegHandle>,
+    bridged: bool,
+}
+
+impl Call {
+    fn media(&self, side: Side) -> Option<&LegHandle> {
+        match side {
+            Side::A => self.media_a.as_ref(),
+            Side::B => self.media_b.as_ref(),
+        }
+    }
+
+    /// Points the SDP we send to `side` at that side's relay leg.
+    fn anchor(&self, side: Side, sdp: &mut SessionDescription, media_ip: IpAddr) {
+        if let Some(leg) = self.media(side) {
+            sdp.anchor_audio(media_ip, leg.local().port());
+        }
+    }
+}
+
+/// A new offer or answer from `side` says where its media goes: the relay
+/// sends there (and opens a new latch window), and the call is bridged once
+/// both legs have been told.
+async fn media_update(
+    media: &MediaDriver,
+    call: &mut Call,
+    side: Side,
+    remote: Option<SocketAddr>,
+) {
+    if let Some(leg) = call.media(side) {
+        if let Err(e) = media.update_leg(leg, remote).await {
+            tracing::warn!(error = %e, "relay leg update failed");
+        }
+    }
+    if !call.bridged {
+        if let (Some(a), Some(b)) = (&call.media_a, &call.media_b) {
+            match media.bridge(a, b).await {
+                Ok(()) => call.bridged = true,
+                Err(e) => tracing::warn!(error = %e, "relay bridge failed"),
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -108,6 +163,7 @@ struct TrunkState {
 }
 
 pub struct B2bua {
+    media: Arc<MediaDriver>,
     router: Router,
     trunks: Vec<TrunkState>,
     media_ip: IpAddr,
@@ -162,7 +218,9 @@ fn dialled_number(uri: &Uri) -> Option<String> {
 
 impl B2bua {
     /// `trunk_addrs`: each trunk's resolved destination, in `router.trunks()` order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        media: Arc<MediaDriver>,
         router: Router,
         trunk_addrs: Vec<SocketAddr>,
         media_ip: IpAddr,
@@ -190,6 +248,7 @@ impl B2bua {
             })
             .collect();
         Self {
+            media,
             router,
             trunks,
             media_ip,
@@ -314,16 +373,19 @@ impl B2bua {
         }
     }
 
-    pub fn handle_event(&mut self, ep: &mut Endpoint, ev: Event, now: Instant) {
+    pub async fn handle_event(&mut self, ep: &mut Endpoint, ev: Event, now: Instant) {
         match ev {
             Event::IncomingInvite {
                 leg,
                 request,
                 source,
                 transport,
-            } => self.incoming(ep, leg, *request, source, transport, now),
-            Event::Progress { leg, response } => self.progress(ep, leg, *response, now),
-            Event::Answered { leg, response } => self.answered(ep, leg, *response, now),
+            } => {
+                self.incoming(ep, leg, *request, source, transport, now)
+                    .await
+            }
+            Event::Progress { leg, response } => self.progress(ep, leg, *response, now).await,
+            Event::Answered { leg, response } => self.answered(ep, leg, *response, now).await,
             Event::Failed { leg, status, .. } => self.failed(ep, leg, status, now),
             Event::Cancelled { leg } | Event::Bye { leg } => {
                 let outcome = if matches!(ev, Event::Cancelled { .. }) {
@@ -337,9 +399,9 @@ impl B2bua {
                 ep.bye(leg, now);
                 self.hangup_other(ep, leg, Outcome::Failed, now);
             }
-            Event::Confirmed { leg, body } => self.confirmed(ep, leg, &body, now),
+            Event::Confirmed { leg, body } => self.confirmed(ep, leg, &body, now).await,
             Event::InDialogRequest { leg, txn, request } => {
-                self.in_dialog(ep, leg, txn, *request, now)
+                self.in_dialog(ep, leg, txn, *request, now).await
             }
             Event::RequestDone {
                 txn,
@@ -347,12 +409,15 @@ impl B2bua {
                 method,
                 status,
                 response,
-            } => self.request_done(ep, txn, leg, method, status, response, now),
-            Event::LegClosed { leg } => self.leg_closed(leg),
+            } => {
+                self.request_done(ep, txn, leg, method, status, response, now)
+                    .await
+            }
+            Event::LegClosed { leg } => self.leg_closed(leg).await,
         }
     }
 
-    fn incoming(
+    async fn incoming(
         &mut self,
         ep: &mut Endpoint,
         leg: LegId,
@@ -391,7 +456,7 @@ impl B2bua {
         let origin_b = self.origin();
         // Without an offer (late offer, RFC 3261 §13.2.1) B's 2xx will carry
         // one; it is filtered then, and the INVITE to B carries none either.
-        let b_offer = match &a_offer {
+        let mut b_offer = match &a_offer {
             None => None,
             Some(a_offer) => match sdp::filter_offer(a_offer, &allowed) {
                 Ok(mut o) => {
@@ -404,6 +469,20 @@ impl B2bua {
                 }
             },
         };
+        // Anchor the media: one relay leg per side, on the same event loop.
+        // A's leg sends to the address in A's offer; B's learns B's from its answer.
+        let group = self.next_call + 1;
+        let a_remote = a_offer.as_ref().and_then(|o| o.audio_destination());
+        let (media_a, media_b) = match self.open_media(group, a_remote).await {
+            Some(legs) => legs,
+            None => {
+                self.metrics.call_ended(Outcome::Failed.as_str());
+                return reject(ep, 503);
+            }
+        };
+        if let Some(o) = b_offer.as_mut() {
+            o.anchor_audio(self.media_ip, media_b.local().port());
+        }
         let caller = req.core.from.uri.user().unwrap_or("anonymous").to_owned();
         let host = trunk.address.host.clone();
         let port = trunk.address.port;
@@ -460,6 +539,9 @@ impl B2bua {
                 relayed: HashMap::new(),
                 late_offer: None,
                 allowed: allowed.iter().map(|c| (*c).to_owned()).collect(),
+                media_a: Some(media_a),
+                media_b: Some(media_b),
+                bridged: false,
             },
         );
         self.legs.insert(leg, (id, Side::A));
@@ -467,30 +549,76 @@ impl B2bua {
         self.metrics.calls_active.set(self.calls.len() as i64);
     }
 
-    /// Builds the SDP answer for A from B's answer (or early answer).
-    fn answer_for_a(call: &mut Call, b_answer: &Bytes) -> Option<Bytes> {
+    /// Opens the two relay legs of a new call (`None`: no ports left, or the
+    /// relay is gone — the call is refused with 503).
+    async fn open_media(
+        &self,
+        group: u64,
+        a_remote: Option<SocketAddr>,
+    ) -> Option<(LegHandle, LegHandle)> {
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        let a_cfg = LegConfig {
+            remote: a_remote,
+            ..LegConfig::new(any)
+        };
+        let (a, _) = match self.media.open_leg(group, a_cfg).await {
+            Ok(leg) => leg,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a relay leg");
+                return None;
+            }
+        };
+        match self.media.open_leg(group, LegConfig::new(any)).await {
+            Ok((b, _)) => Some((a, b)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a relay leg");
+                let _ = self.media.close_leg(a).await;
+                None
+            }
+        }
+    }
+
+    /// Builds the SDP answer for A from B's answer (or early answer), and
+    /// says where B's media goes.
+    fn answer_for_a(
+        &self,
+        call: &mut Call,
+        b_answer: &Bytes,
+    ) -> Option<(Bytes, Option<SocketAddr>)> {
         let b_sdp = parse_sdp(b_answer)?;
         let b_offer = call.b_offer.as_ref()?;
         let negotiated = sdp::check_answer(b_offer, &b_sdp).ok()?;
         let caps =
             sdp::LocalCapabilities::from_negotiated(call.origin_a.clone(), &negotiated).ok()?;
-        let answer = sdp::answer(call.a_offer.as_ref()?, &caps).ok()?;
+        let mut answer = sdp::answer(call.a_offer.as_ref()?, &caps).ok()?;
+        call.anchor(Side::A, &mut answer, self.media_ip);
         call.origin_a.sess_version = call.origin_a.sess_version.wrapping_add(1);
-        Some(answer.to_bytes())
+        Some((answer.to_bytes(), b_sdp.audio_destination()))
     }
 
-    fn progress(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
+    async fn progress(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
         let Some(&(id, Side::B)) = self.legs.get(&leg) else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else {
+        let media = Arc::clone(&self.media);
+        let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
         let body = if resp.body.is_empty() {
             Bytes::new()
         } else {
             // Early media: answer A from B's early SDP; if it doesn't check, ring without it.
-            Self::answer_for_a(call, &resp.body).unwrap_or_default()
+            match self.answer_for_a(&mut call, &resp.body) {
+                Some((answer, b_remote)) => {
+                    media_update(&media, &mut call, Side::B, b_remote).await;
+                    answer
+                }
+                None => Bytes::new(),
+            }
+        };
+        self.calls.insert(id, call);
+        let Some(call) = self.calls.get(&id) else {
+            return;
         };
         let status = if resp.status == 183 && body.is_empty() {
             180
@@ -500,14 +628,29 @@ impl B2bua {
         ep.respond(call.a, status, body, now);
     }
 
-    fn answered(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
+    async fn answered(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
         let Some(&(id, Side::B)) = self.legs.get(&leg) else {
             ep.bye(leg, now);
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else {
+        let media = Arc::clone(&self.media);
+        let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        self.answered_call(ep, &media, &mut call, leg, resp, now)
+            .await;
+        self.calls.insert(id, call);
+    }
+
+    async fn answered_call(
+        &self,
+        ep: &mut Endpoint,
+        media: &MediaDriver,
+        call: &mut Call,
+        leg: LegId,
+        resp: Response,
+        now: Instant,
+    ) {
         if !call.a_open {
             ep.bye(leg, now);
             return;
@@ -519,11 +662,13 @@ impl B2bua {
             let offers = parse_sdp(&resp.body).and_then(|b| {
                 let mut to_a = sdp::filter_offer(&b, &allowed).ok()?;
                 to_a.set_origin(call.origin_a.clone());
+                call.anchor(Side::A, &mut to_a, self.media_ip);
                 Some((b, to_a))
             });
             match offers {
                 Some((b_offer, to_a)) => {
                     call.answered = true;
+                    media_update(media, call, Side::B, b_offer.audio_destination()).await;
                     ep.respond(call.a, 200, to_a.to_bytes(), now);
                     call.late_offer = Some((b_offer, to_a));
                 }
@@ -535,9 +680,10 @@ impl B2bua {
             }
             return;
         }
-        match Self::answer_for_a(call, &resp.body) {
-            Some(answer) => {
+        match self.answer_for_a(call, &resp.body) {
+            Some((answer, b_remote)) => {
                 call.answered = true;
+                media_update(media, call, Side::B, b_remote).await;
                 ep.respond(call.a, 200, answer, now);
             }
             None => {
@@ -550,22 +696,31 @@ impl B2bua {
     }
 
     /// A's ACK: for a late offer it carries the answer B's ACK must carry.
-    fn confirmed(&mut self, ep: &mut Endpoint, leg: LegId, body: &Bytes, now: Instant) {
+    async fn confirmed(&mut self, ep: &mut Endpoint, leg: LegId, body: &Bytes, now: Instant) {
         let Some(&(id, Side::A)) = self.legs.get(&leg) else {
             return;
         };
+        let media = Arc::clone(&self.media);
+        let media_ip = self.media_ip;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let (Some((b_offer, to_a)), Some(b)) = (call.late_offer.take(), call.b) else {
             return;
         };
-        let answer = parse_sdp(body)
-            .and_then(|a| sdp::check_answer(&to_a, &a).ok())
+        let a_answer = parse_sdp(body);
+        let answer = a_answer
+            .as_ref()
+            .and_then(|a| sdp::check_answer(&to_a, a).ok())
             .and_then(|n| sdp::LocalCapabilities::from_negotiated(call.origin_b.clone(), &n).ok())
             .and_then(|caps| sdp::answer(&b_offer, &caps).ok());
         match answer {
-            Some(answer) => ep.ack(b, answer.to_bytes()),
+            Some(mut answer) => {
+                let a_remote = a_answer.as_ref().and_then(|a| a.audio_destination());
+                media_update(&media, call, Side::A, a_remote).await;
+                call.anchor(Side::B, &mut answer, media_ip);
+                ep.ack(b, answer.to_bytes());
+            }
             None => {
                 // No usable answer: B still gets its ACK (bye() sends it), then both end.
                 call.outcome = Some(Outcome::Failed);
@@ -625,7 +780,7 @@ impl B2bua {
         }
     }
 
-    fn in_dialog(
+    async fn in_dialog(
         &mut self,
         ep: &mut Endpoint,
         leg: LegId,
@@ -637,6 +792,8 @@ impl B2bua {
             ep.respond_request(txn, 481, None, Bytes::new(), now);
             return;
         };
+        let media = Arc::clone(&self.media);
+        let media_ip = self.media_ip;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -668,6 +825,14 @@ impl B2bua {
                 if offer.is_some() && relayed_offer.is_none() {
                     ep.respond_request(txn, 488, None, Bytes::new(), now);
                     return;
+                }
+                let mut relayed_offer = relayed_offer;
+                if let Some(o) = offer.as_ref() {
+                    // The offerer's new address (or hold) applies at once.
+                    media_update(&media, call, side, o.audio_destination()).await;
+                }
+                if let Some(o) = relayed_offer.as_mut() {
+                    call.anchor(side.other(), o, media_ip);
                 }
                 let body = relayed_offer
                     .as_ref()
@@ -712,7 +877,7 @@ impl B2bua {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn request_done(
+    async fn request_done(
         &mut self,
         ep: &mut Endpoint,
         txn: ClientTxnId,
@@ -753,6 +918,8 @@ impl B2bua {
         let Some(&(id, _)) = self.legs.get(&leg) else {
             return;
         };
+        let media = Arc::clone(&self.media);
+        let media_ip = self.media_ip;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -769,12 +936,17 @@ impl B2bua {
                     Side::A => call.origin_a.clone(),
                     Side::B => call.origin_b.clone(),
                 };
-                let answer = parse_sdp(&resp.body)
-                    .and_then(|a| sdp::check_answer(offer, &a).ok())
+                let their_answer = parse_sdp(&resp.body);
+                let answer = their_answer
+                    .as_ref()
+                    .and_then(|a| sdp::check_answer(offer, a).ok())
                     .and_then(|n| sdp::LocalCapabilities::from_negotiated(origin, &n).ok())
                     .and_then(|caps| sdp::answer(original, &caps).ok());
                 match answer {
-                    Some(a) => {
+                    Some(mut a) => {
+                        let remote = their_answer.as_ref().and_then(|t| t.audio_destination());
+                        media_update(&media, call, relayed.from.other(), remote).await;
+                        call.anchor(relayed.from, &mut a, media_ip);
                         body = a.to_bytes();
                         ct = Some("application/sdp");
                     }
@@ -788,7 +960,7 @@ impl B2bua {
         ep.respond_request(relayed.server, status, ct, body, now);
     }
 
-    fn leg_closed(&mut self, leg: LegId) {
+    async fn leg_closed(&mut self, leg: LegId) {
         let Some((id, side)) = self.legs.remove(&leg) else {
             return;
         };
@@ -803,16 +975,41 @@ impl B2bua {
             None => false,
         };
         if done {
-            if let Some(call) = self.calls.remove(&id) {
+            if let Some(mut call) = self.calls.remove(&id) {
                 let outcome = call.outcome.unwrap_or(if call.answered {
                     Outcome::Answered
                 } else {
                     Outcome::Failed
                 });
                 self.metrics.call_ended(outcome.as_str());
+                for leg in [call.media_a.take(), call.media_b.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.release_media(leg).await;
+                }
             }
         }
         self.metrics.calls_active.set(self.calls.len() as i64);
+    }
+
+    /// Closes a relay leg, adding what it carried to the metrics.
+    async fn release_media(&self, leg: LegHandle) {
+        if let Ok(c) = self.media.counters(&leg).await {
+            self.metrics.rtp_packets_relayed_total.add(c.rtp_out);
+            self.metrics.rtp_bytes_relayed_total.add(c.bytes_out);
+            for (reason, n) in c.drops() {
+                if n > 0 {
+                    self.metrics
+                        .rtp_packets_dropped_total
+                        .with(&[reason])
+                        .add(n);
+                }
+            }
+        }
+        if let Err(e) = self.media.close_leg(leg).await {
+            tracing::warn!(error = %e, "relay leg close failed");
+        }
     }
 
     /// Stop taking calls and hang up every live one (graceful shutdown).

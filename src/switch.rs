@@ -32,6 +32,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start the media relay: {0}")]
+    Media(#[from] media::driver::DriverError),
 }
 
 /// The addresses actually bound (port 0 in the config becomes a real port).
@@ -145,7 +147,19 @@ pub async fn run(
         },
         Arc::new(MetricsObserver(Arc::clone(&metrics))),
     );
+    let media = Arc::new(media::driver::MediaDriver::start(
+        media::driver::DriverConfig::new(
+            config.media.bind_ip,
+            config.media.port_min,
+            config.media.port_max,
+        ),
+    )?);
+    println!(
+        "media udp {}:{}-{}",
+        config.media.bind_ip, config.media.port_min, config.media.port_max
+    );
     let mut b2bua = B2bua::new(
+        Arc::clone(&media),
         router,
         trunk_addrs,
         media_ip,
@@ -218,7 +232,7 @@ pub async fn run(
         }
         let now = Instant::now().into_std();
         while let Some(ev) = endpoint.poll_event() {
-            b2bua.handle_event(&mut endpoint, ev, now);
+            b2bua.handle_event(&mut endpoint, ev, now).await;
         }
         while let Some(t) = endpoint.poll_transmit() {
             transports.send(t);
@@ -239,6 +253,11 @@ pub async fn run(
     }
     sip_up.store(false, Ordering::Relaxed);
     transports.shutdown().await;
+    drop(b2bua);
+    // The relay's loops join their threads: do it off the async workers.
+    if let Ok(media) = Arc::try_unwrap(media) {
+        let _ = tokio::task::spawn_blocking(move || media.shutdown()).await;
+    }
     let _ = http_stop_tx.send(());
     let _ = http_task.await;
     Ok(())

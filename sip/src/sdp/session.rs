@@ -1,7 +1,7 @@
 //! The session description model (RFC 4566 §5), its parser and its writer.
 
 use std::fmt::{self, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
@@ -907,6 +907,42 @@ impl SessionDescription {
     /// Effective `c=` of a stream: media level, else session level.
     pub fn connection_of<'a>(&'a self, media: &'a MediaDescription) -> Option<&'a Connection> {
         media.connection.as_ref().or(self.connection.as_ref())
+    }
+    /// Where the first usable audio stream says to send media: its (or the
+    /// session's) connection address and its port. `None` when it is
+    /// rejected, on hold the RFC 2543 way (c=0.0.0.0), or absent.
+    pub fn audio_destination(&self) -> Option<SocketAddr> {
+        let m = self
+            .media
+            .iter()
+            .find(|m| m.media == "audio" && m.port != 0)?;
+        let ip = self.connection_of(m)?.ip()?;
+        (!ip.is_unspecified()).then(|| SocketAddr::new(ip, m.port))
+    }
+
+    /// Points the first usable audio stream at `address`:`port` (a media
+    /// relay anchoring the call) and rejects any further audio stream, which
+    /// the relay does not carry. The session-level `c=` follows, so no stale
+    /// address is left for a peer to fall back to. Returns false when there
+    /// is no usable audio stream.
+    pub fn anchor_audio(&mut self, address: IpAddr, port: u16) -> bool {
+        let mut anchored = false;
+        for m in self
+            .media
+            .iter_mut()
+            .filter(|m| m.media == "audio" && m.port != 0)
+        {
+            if anchored {
+                m.reject();
+            } else {
+                m.set_connection(address, port);
+                anchored = true;
+            }
+        }
+        if anchored {
+            self.connection = Some(Connection::from_ip(address));
+        }
+        anchored
     }
 }
 

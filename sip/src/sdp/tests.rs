@@ -618,3 +618,38 @@ a=sendrecv\r\n"
     );
     check_answer(&offer_a, &answer_a).unwrap();
 }
+
+#[test]
+fn anchoring_points_audio_at_the_relay_and_reads_destinations() {
+    let text = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                m=audio 4000 RTP/AVP 8\r\na=rtcp:4001\r\n\
+                m=audio 5000 RTP/AVP 0\r\n\
+                m=video 6000 RTP/AVP 96\r\n";
+    let mut sdp = SessionDescription::parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        sdp.audio_destination(),
+        Some("192.0.2.10:4000".parse().unwrap())
+    );
+    let relay: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+    assert!(sdp.anchor_audio(relay, 30000));
+    let out = String::from_utf8(sdp.to_bytes().to_vec()).unwrap();
+    assert!(out.contains("c=IN IP4 203.0.113.5\r\n"), "{out}");
+    assert!(out.contains("m=audio 30000 RTP/AVP 8"), "{out}");
+    assert!(
+        out.contains("m=audio 0 RTP/AVP 0"),
+        "a second audio stream is not carried"
+    );
+    assert!(
+        !out.contains("192.0.2.10\r\nt="),
+        "no stale session address"
+    );
+    assert!(!out.contains("a=rtcp:4001"), "the old RTCP port is gone");
+    assert!(out.contains("m=video 6000"), "other media untouched here");
+    assert_eq!(
+        sdp.audio_destination(),
+        Some("203.0.113.5:30000".parse().unwrap())
+    );
+    // Hold the RFC 2543 way has no destination.
+    let hold = SessionDescription::parse(b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n").unwrap();
+    assert_eq!(hold.audio_destination(), None);
+}

@@ -568,7 +568,11 @@ impl B2bua {
                 return None;
             }
         };
-        match self.media.open_leg(group, LegConfig::new(any)).await {
+        let opened = self.media.open_leg(group, LegConfig::new(any)).await;
+        self.metrics
+            .media_ports_free
+            .set(self.media.ports_available() as i64);
+        match opened {
             Ok((b, _)) => Some((a, b)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open a relay leg");
@@ -1010,6 +1014,9 @@ impl B2bua {
         if let Err(e) = self.media.close_leg(leg).await {
             tracing::warn!(error = %e, "relay leg close failed");
         }
+        self.metrics
+            .media_ports_free
+            .set(self.media.ports_available() as i64);
     }
 
     /// Stop taking calls and hang up every live one (graceful shutdown).

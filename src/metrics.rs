@@ -548,6 +548,8 @@ pub struct Metrics {
     pub sip_transactions_active: Family<Arc<Gauge>>,
     pub sip_dialogs_active: Family<Arc<Gauge>>,
     pub calls_active: Family<Arc<Gauge>>,
+    /// RTP ports the relay can still hand out (a leak shows as a drop that never recovers).
+    pub media_ports_free: Family<Arc<Gauge>>,
     /// `{outcome}`, e.g. answered, busy, no_answer, failed, rejected, cancelled.
     pub calls_total: Family<CounterVec>,
     pub rtp_packets_relayed_total: Family<Arc<Counter>>,
@@ -620,6 +622,11 @@ impl Metrics {
                 Arc::new(Gauge::new()),
             ),
             calls_active: Family::new("calls_active", "Calls in progress.", Arc::new(Gauge::new())),
+            media_ports_free: Family::new(
+                "media_ports_free",
+                "RTP relay ports (RTP+RTCP pairs count as one) still free in the pool.",
+                Arc::new(Gauge::new()),
+            ),
             calls_total: Family::new(
                 "calls_total",
                 "Finished calls by outcome.",
@@ -717,7 +724,7 @@ impl Metrics {
         Ok(())
     }
 
-    fn builtin(&self) -> [&dyn Collector; 15] {
+    fn builtin(&self) -> [&dyn Collector; 16] {
         [
             &self.sip_messages_in_total,
             &self.sip_messages_out_total,
@@ -728,6 +735,7 @@ impl Metrics {
             &self.sip_dialogs_active,
             &self.calls_active,
             &self.calls_total,
+            &self.media_ports_free,
             &self.rtp_packets_relayed_total,
             &self.rtp_bytes_relayed_total,
             &self.rtp_packets_dropped_total,
@@ -802,6 +810,9 @@ calls_active 2
 # HELP calls_total Finished calls by outcome.
 # TYPE calls_total counter
 calls_total{outcome="answered"} 3
+# HELP media_ports_free RTP relay ports (RTP+RTCP pairs count as one) still free in the pool.
+# TYPE media_ports_free gauge
+media_ports_free 0
 # HELP rtp_packets_relayed_total RTP/RTCP packets relayed.
 # TYPE rtp_packets_relayed_total counter
 rtp_packets_relayed_total 0

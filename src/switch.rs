@@ -158,6 +158,7 @@ pub async fn run(
         "media udp {}:{}-{}",
         config.media.bind_ip, config.media.port_min, config.media.port_max
     );
+    metrics.media_ports_free.set(media.ports_available() as i64);
     let mut b2bua = B2bua::new(
         Arc::clone(&media),
         router,

@@ -106,6 +106,8 @@ fn transit(test: &str, calls: u32, rate: u32, uac_extra: &[&str]) {
     let s = Setup::new(test);
     let sw = s.switch(s.callee_udp());
     let start = Instant::now();
+    let ports_free = sw.gauge("media_ports_free");
+    assert!(ports_free > 0, "the relay's port pool is exported");
     let mut uas = s.uas("uas.xml", calls, &[]);
     let mut uac = s.uac(&sw, "uac.xml", calls, rate, uac_extra);
     let ctx = || sw.log_tail(40);
@@ -125,6 +127,12 @@ fn transit(test: &str, calls: u32, rate: u32, uac_extra: &[&str]) {
         "calls_total{{outcome=\"answered\"}}; metrics:\n{m}"
     );
     assert_eq!(get("calls_active"), 0, "calls_active; metrics:\n{m}");
+    // Every call held two relay legs: all their ports are back in the pool.
+    assert_eq!(
+        sw.gauge("media_ports_free"),
+        ports_free,
+        "relay ports leaked; metrics:\n{m}"
+    );
     eprintln!(
         "e2e {test}: total {:?}, switch retransmissions out: {}, BYEs out: {}",
         start.elapsed(),

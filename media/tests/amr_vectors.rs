@@ -10,7 +10,12 @@
 //! library: they check that octet-aligned ⇄ bandwidth-efficient conversion is
 //! bit-exact on those frames, against an independent bit packer.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use media::payload::amr::{self, AmrKind, PayloadMode};
 
@@ -30,7 +35,9 @@ fn frames(kind: AmrKind, bytes: &[u8]) -> Vec<(u8, bool, Vec<u8>)> {
     while let [header, tail @ ..] = rest {
         let ft = (header >> 3) & 0x0F;
         let q = header & 0x04 != 0;
-        let bits = kind.frame_bits(ft).unwrap_or_else(|| panic!("frame type {ft}"));
+        let bits = kind
+            .frame_bits(ft)
+            .unwrap_or_else(|| panic!("frame type {ft}"));
         let len = bits.div_ceil(8);
         out.push((ft, q, tail[..len].to_vec()));
         rest = &tail[len..];
@@ -43,7 +50,7 @@ fn frames(kind: AmrKind, bytes: &[u8]) -> Vec<(u8, bool, Vec<u8>)> {
 /// zero-padded to an octet.
 fn pack_be(kind: AmrKind, cmr: u8, frames: &[(u8, bool, Vec<u8>)]) -> Vec<u8> {
     let mut bits: Vec<bool> = Vec::new();
-    let mut push = |v: u32, n: usize, bits: &mut Vec<bool>| {
+    let push = |v: u32, n: usize, bits: &mut Vec<bool>| {
         for i in (0..n).rev() {
             bits.push((v >> i) & 1 == 1);
         }
@@ -61,7 +68,7 @@ fn pack_be(kind: AmrKind, cmr: u8, frames: &[(u8, bool, Vec<u8>)]) -> Vec<u8> {
             bits.push((data[i / 8] >> (7 - i % 8)) & 1 == 1);
         }
     }
-    while bits.len() % 8 != 0 {
+    while !bits.len().is_multiple_of(8) {
         bits.push(false);
     }
     bits.chunks(8)
@@ -74,7 +81,10 @@ fn check_file(kind: AmrKind, name: &str) {
     let all = frames(kind, &bytes);
     assert!(all.len() >= 100, "{name}: {} frames", all.len());
     let fts: std::collections::BTreeSet<u8> = all.iter().map(|f| f.0).collect();
-    assert!(fts.contains(&amr::FT_NO_DATA) && fts.contains(&kind.sid_ft()), "{name}: DTX frames present: {fts:?}");
+    assert!(
+        fts.contains(&amr::FT_NO_DATA) && fts.contains(&kind.sid_ft()),
+        "{name}: DTX frames present: {fts:?}"
+    );
     // Packets of 1, 2, 3, 4 frames in turn, as a trunk or an app might send them.
     let mut i = 0;
     let mut size = 1;
@@ -84,14 +94,35 @@ fn check_file(kind: AmrKind, name: &str) {
         i += chunk.len();
         size = size % 4 + 1;
         let cmr = 15;
-        let refs: Vec<(u8, bool, &[u8])> = chunk.iter().map(|(ft, q, d)| (*ft, *q, d.as_slice())).collect();
+        let refs: Vec<(u8, bool, &[u8])> = chunk
+            .iter()
+            .map(|(ft, q, d)| (*ft, *q, d.as_slice()))
+            .collect();
         let mut oa = Vec::new();
         amr::build(kind, PayloadMode::OctetAligned, cmr, &refs, &mut oa).unwrap();
         let mut be = Vec::new();
-        amr::convert(kind, PayloadMode::OctetAligned, PayloadMode::BandwidthEfficient, &oa, &mut be).unwrap();
-        assert_eq!(be, pack_be(kind, cmr, chunk), "{name}: packet {packets} OA->BE");
+        amr::convert(
+            kind,
+            PayloadMode::OctetAligned,
+            PayloadMode::BandwidthEfficient,
+            &oa,
+            &mut be,
+        )
+        .unwrap();
+        assert_eq!(
+            be,
+            pack_be(kind, cmr, chunk),
+            "{name}: packet {packets} OA->BE"
+        );
         let mut back = Vec::new();
-        amr::convert(kind, PayloadMode::BandwidthEfficient, PayloadMode::OctetAligned, &be, &mut back).unwrap();
+        amr::convert(
+            kind,
+            PayloadMode::BandwidthEfficient,
+            PayloadMode::OctetAligned,
+            &be,
+            &mut back,
+        )
+        .unwrap();
         assert_eq!(back, oa, "{name}: packet {packets} BE->OA");
         // And the frames read back out of the BE payload are the encoder's.
         let parsed = amr::AmrPayload::parse(kind, PayloadMode::BandwidthEfficient, &be).unwrap();
@@ -99,7 +130,11 @@ fn check_file(kind: AmrKind, name: &str) {
         for (k, (ft, q, d)) in chunk.iter().enumerate() {
             assert_eq!((parsed.frames[k].ft, parsed.frames[k].q), (*ft, *q));
             parsed.frame_data(k, &mut frame).unwrap();
-            assert_eq!(&frame[..d.len()], d.as_slice(), "{name}: frame {k} of packet {packets}");
+            assert_eq!(
+                &frame[..d.len()],
+                d.as_slice(),
+                "{name}: frame {k} of packet {packets}"
+            );
         }
         packets += 1;
     }
@@ -121,7 +156,9 @@ fn amr_wb_conversion_is_bit_exact_on_encoder_frames() {
 #[test]
 #[ignore = "regenerates tests/data/amr with the real encoders"]
 fn generate_vectors() {
-    use media::transcode::{AmrNbEncoder, AmrWbEncoder, AMR_NB_FRAME_SAMPLES, AMR_WB_FRAME_SAMPLES};
+    use media::transcode::{
+        AmrNbEncoder, AmrWbEncoder, AMR_NB_FRAME_SAMPLES, AMR_WB_FRAME_SAMPLES,
+    };
     // Speech-like: two formants with a syllable envelope, pauses every second
     // syllable so DTX produces SID and NO_DATA frames.
     fn signal(rate: f64, n: usize, start: usize) -> Vec<i16> {
@@ -144,7 +181,10 @@ fn generate_vectors() {
     let mut nb = AmrNbEncoder::new(true).unwrap();
     let mut out = b"#!AMR\n".to_vec();
     for f in 0..400 {
-        let pcm: [i16; AMR_NB_FRAME_SAMPLES] = signal(8000.0, AMR_NB_FRAME_SAMPLES, f * AMR_NB_FRAME_SAMPLES).try_into().unwrap();
+        let pcm: [i16; AMR_NB_FRAME_SAMPLES] =
+            signal(8000.0, AMR_NB_FRAME_SAMPLES, f * AMR_NB_FRAME_SAMPLES)
+                .try_into()
+                .unwrap();
         let mode = ((f / 10) % 8) as u8;
         out.extend_from_slice(nb.encode(mode, &pcm).unwrap());
     }
@@ -152,7 +192,10 @@ fn generate_vectors() {
     let mut wb = AmrWbEncoder::new(true).unwrap();
     let mut out = b"#!AMR-WB\n".to_vec();
     for f in 0..400 {
-        let pcm: [i16; AMR_WB_FRAME_SAMPLES] = signal(16000.0, AMR_WB_FRAME_SAMPLES, f * AMR_WB_FRAME_SAMPLES).try_into().unwrap();
+        let pcm: [i16; AMR_WB_FRAME_SAMPLES] =
+            signal(16000.0, AMR_WB_FRAME_SAMPLES, f * AMR_WB_FRAME_SAMPLES)
+                .try_into()
+                .unwrap();
         let mode = ((f / 10) % 9) as u8;
         out.extend_from_slice(wb.encode(mode, &pcm).unwrap());
     }

@@ -241,6 +241,32 @@ struct Txn {
     transport_failed: bool,
 }
 
+impl Txn {
+    /// A transaction with no leg, not visible to the TU, no credentials.
+    fn new(
+        fsm: Fsm,
+        key: TxKey,
+        transport: Transport,
+        destination: SocketAddr,
+        request: Request,
+    ) -> Txn {
+        Txn {
+            fsm,
+            key,
+            transport,
+            destination,
+            leg: None,
+            method: request.method.clone(),
+            request: Some(request),
+            tu_visible: false,
+            credentials: None,
+            auth_attempts: 0,
+            armed: None,
+            transport_failed: false,
+        }
+    }
+}
+
 /// Transaction matching key (§17.1.3, §17.2.3, and RFC 2543 fallback).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum TxKey {
@@ -548,31 +574,13 @@ impl Endpoint {
             return;
         }
         let reliable = transport.is_reliable();
-        let id = self.next();
         let fsm = if req.method == Method::Invite {
             Fsm::ServerInvite(ServerInvite::new(reliable, &self.cfg.timers, now))
         } else {
             Fsm::ServerNonInvite(ServerNonInvite::new(reliable, &self.cfg.timers, now))
         };
         let destination = self.response_destination(&req.core.via, source, transport);
-        self.tx_index.insert(key.clone(), id);
-        self.txns.insert(
-            id,
-            Txn {
-                fsm,
-                key,
-                transport,
-                destination,
-                leg: None,
-                method: req.method.clone(),
-                request: Some(req.clone()),
-                tu_visible: false,
-                credentials: None,
-                auth_attempts: 0,
-                armed: None,
-                transport_failed: false,
-            },
-        );
+        let id = self.register(Txn::new(fsm, key, transport, destination, req.clone()));
 
         if let Some((status, extra)) = self.uas_checks(&req) {
             self.reply(id, status, extra, Bytes::new(), now);
@@ -815,27 +823,10 @@ impl Endpoint {
     ) {
         // A CANCEL has its own transaction; it matches the INVITE by branch (§9.2).
         let reliable = transport.is_reliable();
-        let id = self.next();
         let key = server_key(&req.core, &req.method);
         let destination = self.response_destination(&req.core.via, source, transport);
-        self.tx_index.insert(key.clone(), id);
-        self.txns.insert(
-            id,
-            Txn {
-                fsm: Fsm::ServerNonInvite(ServerNonInvite::new(reliable, &self.cfg.timers, now)),
-                key,
-                transport,
-                destination,
-                leg: None,
-                method: Method::Cancel,
-                request: Some(req.clone()),
-                tu_visible: false,
-                credentials: None,
-                auth_attempts: 0,
-                armed: None,
-                transport_failed: false,
-            },
-        );
+        let fsm = Fsm::ServerNonInvite(ServerNonInvite::new(reliable, &self.cfg.timers, now));
+        let id = self.register(Txn::new(fsm, key, transport, destination, req.clone()));
         let invite_key = server_key(&req.core, &Method::Invite);
         let invite = self.tx_index.get(&invite_key).copied();
         let Some(invite_id) = invite else {
@@ -1114,7 +1105,7 @@ impl Endpoint {
             leg.local_seq = seq;
             leg.provisional_seen = false;
         }
-        self.start_invite_txn(leg_id, next, branch, transport, destination, now);
+        self.start_invite_txn(leg_id, next, transport, destination, now);
         true
     }
 
@@ -1252,7 +1243,7 @@ impl Endpoint {
                 uas_2xx: None,
             },
         );
-        self.start_invite_txn(leg_id, req, branch, out.transport, out.destination, now);
+        self.start_invite_txn(leg_id, req, out.transport, out.destination, now);
         leg_id
     }
 
@@ -1260,42 +1251,23 @@ impl Endpoint {
         &mut self,
         leg_id: LegId,
         req: Request,
-        branch: String,
         transport: Transport,
         destination: SocketAddr,
         now: Instant,
     ) {
-        let id = self.next();
-        let bytes = req.to_bytes();
-        self.observer.request(true, "INVITE");
-        let fsm = ClientInvite::new(bytes, transport.is_reliable(), &self.cfg.timers, now);
-        let key = TxKey::Client {
-            branch,
-            method: "INVITE".to_owned(),
-        };
-        self.tx_index.insert(key.clone(), id);
-        self.txns.insert(
-            id,
-            Txn {
-                fsm: Fsm::ClientInvite(fsm),
-                key,
-                transport,
-                destination,
-                leg: Some(leg_id),
-                method: Method::Invite,
-                request: Some(req.clone()),
-                tu_visible: false,
-                credentials: None,
-                auth_attempts: 0,
-                armed: None,
-                transport_failed: false,
-            },
+        let id = self.start_client_txn(
+            req.clone(),
+            transport,
+            destination,
+            Some(leg_id),
+            false,
+            None,
+            now,
         );
         if let Some(leg) = self.legs.get_mut(&leg_id) {
             leg.invite = Some(req);
             leg.invite_txn = Some(id);
         }
-        self.dirty.push(id);
         self.process_fsms();
     }
 
@@ -1310,7 +1282,6 @@ impl Endpoint {
         credentials: Option<Credentials>,
         now: Instant,
     ) -> u64 {
-        let id = self.next();
         let bytes = req.to_bytes();
         self.observer.request(true, req.method.as_str());
         let branch = req.core.via.branch().unwrap_or_default().to_owned();
@@ -1334,24 +1305,19 @@ impl Endpoint {
             branch,
             method: method_key(&req.method),
         };
-        self.tx_index.insert(key.clone(), id);
-        self.txns.insert(
-            id,
-            Txn {
-                fsm,
-                key,
-                transport,
-                destination,
-                leg,
-                method: req.method.clone(),
-                request: Some(req),
-                tu_visible,
-                credentials,
-                auth_attempts: 0,
-                armed: None,
-                transport_failed: false,
-            },
-        );
+        self.register(Txn {
+            leg,
+            tu_visible,
+            credentials,
+            ..Txn::new(fsm, key, transport, destination, req)
+        })
+    }
+
+    /// Gives a new transaction its id and its place in the matching index.
+    fn register(&mut self, txn: Txn) -> u64 {
+        let id = self.next();
+        self.tx_index.insert(txn.key.clone(), id);
+        self.txns.insert(id, txn);
         self.dirty.push(id);
         id
     }

@@ -14,6 +14,11 @@
 //! (one receive buffer per socket task, reused). Control (open, bridge,
 //! update, close, counters) reaches a loop by message. The port pool is the
 //! only shared structure, behind a mutex touched on the control path only.
+//!
+//! Each loop also owns the relay's RTCP timer: it sleeps until
+//! `Relay::poll_timeout`, then sends what `Relay::poll_rtcp` produces (the
+//! relay's own SR/RR per leg) from the leg's RTCP socket, or its RTP socket
+//! with rtcp-mux. RTCP from the endpoints is terminated by the relay.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -23,7 +28,7 @@ use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
@@ -31,7 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, LocalSet};
 
 use crate::relay::{
-    Action, DropReason, LegConfig, LegCounters, LegId, Relay, RelayConfig, RelayError, SocketKind,
+    Action, DropReason, LegConfig, LegCounters, LegId, Relay, RelayConfig, RelayError, RtcpOut,
+    SocketKind,
 };
 
 /// Receive buffer per socket. RTP on a 1500-byte MTU fits with room to spare;
@@ -220,6 +226,11 @@ enum Control {
         leg: Key,
         reply: Reply<LegCounters>,
     },
+    Codec {
+        leg: Key,
+        codec: Option<String>,
+        reply: Reply<()>,
+    },
 }
 
 struct LoopHandle {
@@ -360,6 +371,23 @@ impl MediaDriver {
         closed
     }
 
+    /// Names the leg's negotiated codec (SDP encoding name, e.g. "AMR") for
+    /// the MOS estimate in [`LegCounters::quality`]; the default is G.711.
+    pub async fn set_codec(
+        &self,
+        leg: &LegHandle,
+        codec: Option<String>,
+    ) -> Result<(), DriverError> {
+        let key = leg.key;
+        self.request(leg.loop_index, |reply| Control::Codec {
+            leg: key,
+            codec,
+            reply,
+        })
+        .await
+    }
+
+    /// The leg's counters and quality snapshot (API.md `stats`).
     pub async fn counters(&self, leg: &LegHandle) -> Result<LegCounters, DriverError> {
         let key = leg.key;
         self.request(leg.loop_index, |reply| Control::Counters {
@@ -485,8 +513,21 @@ fn run_loop(rt: Runtime, mut rx: mpsc::Receiver<Control>, cfg: RelayConfig) {
             legs: Vec::new(),
             next_serial: 1,
         }));
-        while let Some(message) = rx.recv().await {
-            control(&state, message).await;
+        loop {
+            let due = state.borrow().relay.poll_timeout();
+            let timer = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(message) => control(&state, message).await,
+                    None => break,
+                },
+                () = timer => send_rtcp(&state),
+            }
         }
     });
     // Dropping the LocalSet drops the socket tasks and so closes the sockets.
@@ -530,10 +571,24 @@ async fn control(state: &Shared, message: Control) {
                 .ok_or(DriverError::UnknownLeg);
             let _ = reply.send(result);
         }
+        Control::Codec { leg, codec, reply } => {
+            let mut st = state.borrow_mut();
+            let result = if st.leg(leg).is_some() {
+                st.relay.set_codec(leg.id, codec).map_err(DriverError::from)
+            } else {
+                Err(DriverError::UnknownLeg)
+            };
+            let _ = reply.send(result);
+        }
         Control::Close { leg, reply } => {
             let removed = {
                 let mut st = state.borrow_mut();
                 if st.leg(leg).is_some() {
+                    // Tell the endpoint this SSRC is gone while the socket
+                    // is still open (best effort: RTCP is not retried).
+                    if let Some(bye) = st.relay.rtcp_bye(leg.id, None) {
+                        send_rtcp_packet(&mut st, bye);
+                    }
                     let _ = st.relay.remove_leg(leg.id);
                     st.legs.get_mut(leg.id.0 as usize).and_then(Option::take)
                 } else {
@@ -601,6 +656,37 @@ fn open(
         });
     }
     Ok((Key { id, serial }, ssrc))
+}
+
+/// Sends every RTCP report due now (the relay's own SR/RR per leg).
+fn send_rtcp(state: &Shared) {
+    let mut guard = state.borrow_mut();
+    let st = &mut *guard;
+    let now = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    while let Some(report) = st.relay.poll_rtcp(now, wall) {
+        send_rtcp_packet(st, report);
+    }
+}
+
+/// One RTCP compound out of the leg's socket, without waiting: a report
+/// that finds the socket busy is dropped (and counted), the next one
+/// follows an interval later.
+fn send_rtcp_packet(st: &mut LoopState, (leg, to, kind, packet): RtcpOut) {
+    let socket = st
+        .legs
+        .get(leg.0 as usize)
+        .and_then(Option::as_ref)
+        .and_then(|l| match kind {
+            SocketKind::Rtp => Some(&l.rtp),
+            SocketKind::Rtcp => l.rtcp.as_ref(),
+        });
+    let sent = socket.is_some_and(|s| s.try_send_to(&packet, to).is_ok());
+    if !sent {
+        st.relay.count_drop(leg, DropReason::SendFailed);
+    }
 }
 
 fn to_tokio(socket: StdUdpSocket) -> io::Result<UdpSocket> {
@@ -693,6 +779,7 @@ fn relay_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtcp::{self, RtcpPacket};
     use crate::rtp;
     use std::net::Ipv4Addr;
     use std::time::Duration;
@@ -705,6 +792,45 @@ mod tests {
             ..DriverConfig::new(LOCALHOST, min, max)
         })
         .unwrap()
+    }
+
+    /// A driver whose relay reports every ~200 ms instead of ~5 s.
+    fn fast_rtcp_driver(min: u16, max: u16) -> MediaDriver {
+        MediaDriver::start(DriverConfig {
+            loops: 1,
+            relay: RelayConfig {
+                rtcp_interval: Duration::from_millis(200),
+                ..RelayConfig::default()
+            },
+            ..DriverConfig::new(LOCALHOST, min, max)
+        })
+        .unwrap()
+    }
+
+    /// A phone with an RTP/RTCP pair on adjacent ports.
+    async fn phone_pair() -> (UdpSocket, UdpSocket) {
+        loop {
+            let rtp = phone().await;
+            let port = rtp.local_addr().unwrap().port();
+            if port % 2 != 0 {
+                continue;
+            }
+            if let Ok(rtcp) = UdpSocket::bind((LOCALHOST, port + 1)).await {
+                return (rtp, rtcp);
+            }
+        }
+    }
+
+    /// The next RTCP compound on `s` (RTP on a muxed socket is skipped).
+    async fn recv_rtcp(s: &UdpSocket, wait_ms: u64) -> Option<(Vec<RtcpPacket>, SocketAddr)> {
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (p, from) = recv(s, u64::try_from(left.as_millis()).unwrap()).await?;
+            if rtp::is_rtcp(&p) {
+                return Some((rtcp::parse_compound(&p).unwrap(), from));
+            }
+        }
     }
 
     fn leg(remote: Option<SocketAddr>) -> LegConfig {
@@ -815,19 +941,9 @@ mod tests {
 
     #[tokio::test]
     async fn symmetric_leg_learns_nat_source_and_rtcp_goes_to_rtcp_port() {
-        let d = driver(31020, 31039, 1);
+        let d = fast_rtcp_driver(31020, 31039);
         let pa = phone().await;
-        // A phone with an RTP/RTCP pair on adjacent ports.
-        let (pb, pb_rtcp) = loop {
-            let rtp = phone().await;
-            let port = rtp.local_addr().unwrap().port();
-            if port % 2 != 0 {
-                continue;
-            }
-            if let Ok(rtcp) = UdpSocket::bind((LOCALHOST, port + 1)).await {
-                break (rtp, rtcp);
-            }
-        };
+        let (pb, pb_rtcp) = phone_pair().await;
         // A: muxed, no SDP address (NAT, learned from its first packet).
         let (ha, la) = d
             .open_leg(
@@ -854,16 +970,29 @@ mod tests {
         pb.send_to(&pkt(2, 0xB), lb).await.unwrap();
         let (_, from) = recv(&pa, 2000).await.expect("B -> learned A");
         assert_eq!(from, la);
-        // RTCP from A (muxed) reaches B's RTCP port from B's RTCP socket.
+        // RTCP from A (muxed) is terminated on A: it used to be forwarded
+        // raw to B, now the relay reads it and sends each phone its own
+        // reports instead (about the stream on that leg, with its SSRCs).
         let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 0xA];
         pa.send_to(&rr, la).await.unwrap();
-        let (p, from) = recv(&pb_rtcp, 2000).await.expect("RTCP A -> B");
-        assert_eq!(p, rr);
+        let c = wait_counters(&d, &ha, |c| c.rtcp_in == 1).await;
+        assert_eq!(c.rtcp_in, 1);
+        // B's RTCP port gets the relay's report from B's RTCP socket...
+        let (p, from) = recv_rtcp(&pb_rtcp, 3000).await.expect("RTCP to B");
         assert_eq!(from, SocketAddr::new(LOCALHOST, lb.port() + 1));
-        // And back: from B's RTCP port to A's muxed port.
-        pb_rtcp.send_to(&rr, from).await.unwrap();
-        let (p, from) = recv(&pa, 2000).await.expect("RTCP B -> A");
-        assert_eq!((p.as_slice(), from), (&rr[..], la));
+        assert!(matches!(
+            p.first(),
+            Some(RtcpPacket::SenderReport { ssrc, .. } | RtcpPacket::ReceiverReport { ssrc, .. })
+                if *ssrc == hb.ssrc()
+        ));
+        // ...and A's muxed, learned port gets its own from A's RTP socket.
+        let (p, from) = recv_rtcp(&pa, 3000).await.expect("RTCP to A");
+        assert_eq!(from, la);
+        assert!(matches!(
+            p.first(),
+            Some(RtcpPacket::SenderReport { ssrc, .. } | RtcpPacket::ReceiverReport { ssrc, .. })
+                if *ssrc == ha.ssrc()
+        ));
 
         // A re-INVITE with a new address for B: media goes there.
         let pb2 = phone().await;
@@ -874,6 +1003,106 @@ mod tests {
         assert!(recv(&pb2, 2000).await.is_some());
 
         d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    #[tokio::test]
+    async fn each_phone_gets_the_relays_reports_on_its_rtcp_port() {
+        let d = fast_rtcp_driver(31120, 31139);
+        let ((pa, pa_rtcp), (pb, pb_rtcp)) = (phone_pair().await, phone_pair().await);
+        let (ha, la) = d
+            .open_leg(5, leg(Some(pa.local_addr().unwrap())))
+            .await
+            .unwrap();
+        let (hb, lb) = d
+            .open_leg(5, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        d.bridge(&ha, &hb).await.unwrap();
+        d.set_codec(&hb, Some("AMR".into())).await.unwrap();
+        for seq in 0..10u16 {
+            pa.send_to(&pkt(seq, 0xA), la).await.unwrap();
+            assert!(recv(&pb, 2000).await.is_some());
+            pb.send_to(&pkt(100 + seq, 0xB), lb).await.unwrap();
+            assert!(recv(&pa, 2000).await.is_some());
+        }
+        // Each phone, from the leg's RTCP port with the leg's SSRC and an
+        // SDES: an SR counting the 10 packets the relay sent it, and a block
+        // about the phone's own stream up to its last packet, no loss.
+        // Reports sent during the exchange (every ~200 ms) come first, and
+        // the last block may ride on the SR or on a later RR.
+        let phones = [(&pa_rtcp, &ha, la, 0xA, 9), (&pb_rtcp, &hb, lb, 0xB, 109)];
+        for (rtcp_socket, h, l, phone_ssrc, highest_seq) in phones {
+            let (mut full_sr, mut last_block) = (false, false);
+            while !(full_sr && last_block) {
+                let (p, from) = recv_rtcp(rtcp_socket, 3000).await.expect("relay report");
+                assert_eq!(from, SocketAddr::new(LOCALHOST, l.port() + 1));
+                assert!(matches!(p.get(1), Some(RtcpPacket::Sdes { .. })));
+                let (ssrc, reports) = match p.first() {
+                    Some(RtcpPacket::SenderReport {
+                        ssrc,
+                        info,
+                        reports,
+                    }) => {
+                        assert!(info.packet_count <= 10);
+                        assert_eq!(info.octet_count, info.packet_count * 160);
+                        full_sr |= info.packet_count == 10;
+                        (ssrc, reports)
+                    }
+                    Some(RtcpPacket::ReceiverReport { ssrc, reports }) => (ssrc, reports),
+                    _ => panic!("{p:?}"),
+                };
+                assert_eq!(*ssrc, h.ssrc());
+                assert!(reports.len() <= 1);
+                if let Some(block) = reports.first() {
+                    assert_eq!((block.ssrc, block.cumulative_lost), (phone_ssrc, 0));
+                    last_block |= block.extended_highest_seq == highest_seq;
+                }
+            }
+        }
+        // RTCP from phone A about the relay's stream: read on A, not sent to B.
+        let block = rtcp::ReportBlock {
+            ssrc: ha.ssrc(),
+            fraction_lost: 128,
+            cumulative_lost: 5,
+            extended_highest_seq: 109,
+            jitter: 8,
+            lsr: 0,
+            dlsr: 0,
+        };
+        let mut rr = Vec::new();
+        rtcp::write_report(&mut rr, 0xA, None, &[block], "a@test");
+        pa_rtcp
+            .send_to(&rr, SocketAddr::new(LOCALHOST, la.port() + 1))
+            .await
+            .unwrap();
+        let c = wait_counters(&d, &ha, |c| c.quality.peer_loss_rate.is_some()).await;
+        assert_eq!(c.quality.peer_loss_rate, Some(0.5));
+        assert_eq!(c.quality.peer_jitter_ms, Some(1.0));
+        assert_eq!(c.quality.packets_received, 10);
+        // B is AMR: a lower R than A's G.711 on the same clean stream.
+        let cb = d.counters(&hb).await.unwrap();
+        assert!(cb.quality.r < c.quality.r);
+        for _ in 0..3 {
+            if let Some((p, _)) = recv_rtcp(&pb_rtcp, 300).await {
+                assert!(
+                    matches!(
+                        p.first(),
+                        Some(RtcpPacket::SenderReport { ssrc, .. } | RtcpPacket::ReceiverReport { ssrc, .. })
+                            if *ssrc == hb.ssrc()
+                    ),
+                    "only the relay's own reports reach B: {p:?}"
+                );
+            }
+        }
+        // Closing a leg says BYE to its phone.
+        d.close_leg(ha).await.unwrap();
+        let mut bye = false;
+        while let Some((p, _)) = recv_rtcp(&pa_rtcp, 500).await {
+            bye |= p.iter().any(|p| matches!(p, RtcpPacket::Bye { .. }));
+        }
+        assert!(bye);
         d.close_leg(hb).await.unwrap();
         d.shutdown();
     }

@@ -16,11 +16,35 @@
 //!
 //! Per packet there is no allocation, no lock and no hashing: a leg is an
 //! index into a `Vec`, and the header is rewritten in the receive buffer.
+//!
+//! Quality and RTCP, per leg:
+//!
+//! ```text
+//!  RTP in  ─▶ ReceiveStats (A.1 loss, A.8 jitter) for the current input SSRC
+//!  RTCP in ─▶ parse_compound ─▶ SR: remember LSR + arrival (for our DLSR)
+//!                             ─▶ RR/SR blocks about our SSRC: RTT, PeerReport
+//!                             ─▶ XR VoIP metrics about our SSRC: kept
+//!           (terminated here: never forwarded across the bridge)
+//!  poll_rtcp(now, wall) ─▶ every leg due: SR (we sent RTP since the last
+//!           report) or RR, one block about the SSRC we receive, SDES CNAME
+//! ```
+//!
+//! RTCP is terminated on each leg rather than forwarded, because the relay
+//! rewrites the SSRC, sequence numbers and timestamps: a forwarded SR would
+//! announce an SSRC the far end never sees in RTP, and its report blocks
+//! would describe the other leg's stream with the other leg's numbering.
+//! Each leg instead gets reports about exactly the stream on that leg.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::Rng;
+
+use crate::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo, VoipMetrics};
 use crate::rtp::{self, RtpError, RtpHeader};
+use crate::stats::{CodecImpairment, PeerReport, QualitySnapshot, ReceiveStats, RttStats};
 
 /// A leg of the relay: an index, so the per-packet lookup is a bounds-checked
 /// `Vec` access. Ids are reused after `remove_leg`; whoever holds one across
@@ -73,7 +97,7 @@ impl Default for PayloadTypes {
 
 /// One leg: a local RTP port (RTCP on port + 1, or on the same port with
 /// rtcp-mux) facing one remote endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegConfig {
     /// The bound local RTP address (informational for the core; the driver fills it).
     pub local: SocketAddr,
@@ -88,6 +112,9 @@ pub struct LegConfig {
     /// Learn the source from the first packets of the latch window even when it
     /// differs from the SDP address (endpoints behind NAT).
     pub symmetric: bool,
+    /// SDP encoding name of the leg's codec ("PCMA", "AMR", "opus"...), for
+    /// the E-model's codec impairment; `None` is taken as G.711 (PCMA).
+    pub codec: Option<String>,
 }
 
 impl LegConfig {
@@ -100,24 +127,46 @@ impl LegConfig {
             payload_types: PayloadTypes::ANY,
             clock_rate: 8000,
             symmetric: true,
+            codec: None,
         }
     }
 }
 
-/// The latch window opened by every offer/answer.
+/// The codec assumed for the E-model when the call layer named none.
+const DEFAULT_CODEC: &str = "PCMA";
+
+fn codec_impairment(codec: Option<&str>) -> CodecImpairment {
+    CodecImpairment::for_codec(codec.unwrap_or(DEFAULT_CODEC))
+}
+
+/// The latch window opened by every offer/answer, and the RTCP interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayConfig {
     /// The window closes after this many packets...
     pub latch_packets: u32,
     /// ...or this long after its first packet, whichever comes first.
     pub latch_time: Duration,
+    /// Mean interval between the relay's own RTCP reports on a leg (see
+    /// [`Relay::poll_rtcp`]); 5 s, RFC 3550's minimum. Clamped to
+    /// [`MIN_RTCP_INTERVAL`]..=[`MAX_RTCP_INTERVAL`]; shorter only in tests.
+    pub rtcp_interval: Duration,
 }
+
+/// RFC 3550 §6.2: the recommended minimum RTCP interval.
+pub const DEFAULT_RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// Floor of [`RelayConfig::rtcp_interval`]: a zero interval would make the
+/// driver spin.
+pub const MIN_RTCP_INTERVAL: Duration = Duration::from_millis(10);
+/// Ceiling of [`RelayConfig::rtcp_interval`] (keeps the timer arithmetic far
+/// from overflow).
+pub const MAX_RTCP_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             latch_packets: 5,
             latch_time: Duration::from_secs(3),
+            rtcp_interval: DEFAULT_RTCP_INTERVAL,
         }
     }
 }
@@ -139,6 +188,9 @@ pub enum Action {
         to: SocketAddr,
         socket: SocketKind,
     },
+    /// The packet was for the relay itself (RTCP, terminated on the leg it
+    /// arrived on and read into that leg's statistics): nothing to send.
+    Consumed,
     /// Drop it; it has been counted on the receiving leg under `reason`.
     Drop(DropReason),
 }
@@ -224,7 +276,7 @@ pub enum RelayError {
 }
 
 /// What a leg has seen and sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LegCounters {
     /// RTP packets accepted from the peer (valid, allowed, from the latched source).
     pub rtp_in: u64,
@@ -247,10 +299,17 @@ pub struct LegCounters {
     pub rtp_remote: Option<SocketAddr>,
     /// Where RTCP to this leg's endpoint goes now.
     pub rtcp_remote: Option<SocketAddr>,
+    /// Call quality on this leg (API.md `stats`): our measurement of the RTP
+    /// the endpoint sends (loss, jitter), RTT and the endpoint's view of what
+    /// we send from its RTCP, and the E-model MOS, each tagged with its source.
+    pub quality: QualitySnapshot,
+    /// The last RTCP XR VoIP Metrics block (RFC 3611 §4.7) the endpoint sent
+    /// about the stream we send it.
+    pub peer_voip_metrics: Option<VoipMetrics>,
 }
 
 impl LegCounters {
-    fn new(ssrc_out: u32) -> LegCounters {
+    fn new(ssrc_out: u32, quality: QualitySnapshot) -> LegCounters {
         LegCounters {
             rtp_in: 0,
             rtp_out: 0,
@@ -264,6 +323,8 @@ impl LegCounters {
             ssrc_out,
             rtp_remote: None,
             rtcp_remote: None,
+            quality,
+            peer_voip_metrics: None,
         }
     }
 
@@ -404,6 +465,8 @@ struct OutStream {
     last_sent_at: Option<Instant>,
     /// Timestamp ticks per packet, learned from consecutive packets.
     frame: u32,
+    /// RTP payload octets sent (the SR's sender octet count, RFC 3550 §6.4.1).
+    payload_octets: u64,
 }
 
 impl OutStream {
@@ -421,7 +484,24 @@ impl OutStream {
             last_sent_at: None,
             // 20 ms, the usual ptime; 160 at 8 kHz.
             frame: (clock_rate / 50).max(1),
+            payload_octets: 0,
         }
+    }
+
+    /// Timestamp ticks of `clock_rate` in `elapsed`, saturating.
+    fn ticks(&self, elapsed: Duration) -> u32 {
+        let ticks = u128::from(self.clock_rate).saturating_mul(elapsed.as_micros()) / 1_000_000;
+        u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+
+    /// The RTP timestamp that corresponds to `now` on the output timeline:
+    /// the newest packet sent, moved on by the time since it was sent (the
+    /// SR's RTP timestamp, RFC 3550 §6.4.1, so the receiver can relate our
+    /// NTP time to its playout). `None` before the first packet.
+    fn timestamp_at(&self, now: Instant) -> Option<u32> {
+        let sent = self.last_sent_at?;
+        let ticks = self.ticks(now.saturating_duration_since(sent));
+        Some(self.max_ts.wrapping_add(ticks))
     }
 
     /// Output (sequence, timestamp) for an input packet.
@@ -432,10 +512,7 @@ impl OutStream {
                 // follows the last one sent, and the timestamp moves on by the
                 // time that has passed (at least one frame) so the receiver's
                 // jitter and playout see no jump.
-                let ticks = u128::from(self.clock_rate)
-                    .saturating_mul(now.saturating_duration_since(last).as_micros())
-                    / 1_000_000;
-                let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+                let ticks = self.ticks(now.saturating_duration_since(last));
                 let advance = self.frame.max(ticks - ticks % self.frame.max(1));
                 self.seq_offset = self.max_seq.wrapping_add(1).wrapping_sub(h.sequence);
                 self.ts_offset = self.max_ts.wrapping_add(advance).wrapping_sub(h.timestamp);
@@ -468,6 +545,98 @@ impl OutStream {
     }
 }
 
+/// An SR the relay sent on a leg, to compute RTT when the endpoint's report
+/// quotes it as LSR.
+#[derive(Clone, Copy, Debug)]
+struct SentSr {
+    /// Middle 32 bits of the SR's NTP timestamp: what the report's LSR holds.
+    lsr: u32,
+    /// When it was stamped, on the monotonic clock and on the wall clock.
+    at: Instant,
+    wall: Duration,
+}
+
+/// The SRs remembered per leg: an endpoint quotes the last SR it received,
+/// which is an older one when the newest was lost or crossed its report.
+const SENT_SRS: usize = 4;
+
+/// The peer's last SR, for the LSR/DLSR of our report block about it.
+#[derive(Clone, Copy, Debug)]
+struct PeerSr {
+    ssrc: u32,
+    lsr: u32,
+    arrived: Instant,
+}
+
+/// A leg's quality measurement and RTCP state.
+#[derive(Clone, Debug)]
+struct Quality {
+    /// RFC 3550 A.1/A.3/A.8 on the RTP received on this leg, for the current
+    /// input SSRC (`LegCounters::ssrc_in`); started over when it changes.
+    rx: ReceiveStats,
+    rtt: RttStats,
+    /// What the endpoint's last report block about our SSRC said.
+    peer: Option<PeerReport>,
+    peer_voip_metrics: Option<VoipMetrics>,
+    peer_sr: Option<PeerSr>,
+    sent_srs: [Option<SentSr>; SENT_SRS],
+    next_sent_sr: usize,
+    /// `rtp_in`/`rtp_out` when the last report was built: did we hear the
+    /// endpoint, did we send to it, since then.
+    rtp_in_at_report: u64,
+    rtp_out_at_report: u64,
+    /// When this leg's next report is due (its live entry in `Relay::timers`).
+    next_report: Instant,
+    codec: CodecImpairment,
+}
+
+impl Quality {
+    fn new(cfg: &LegConfig, next_report: Instant) -> Quality {
+        Quality {
+            rx: ReceiveStats::new(cfg.clock_rate),
+            rtt: RttStats::new(),
+            peer: None,
+            peer_voip_metrics: None,
+            peer_sr: None,
+            sent_srs: [None; SENT_SRS],
+            next_sent_sr: 0,
+            rtp_in_at_report: 0,
+            rtp_out_at_report: 0,
+            next_report,
+            codec: codec_impairment(cfg.codec.as_deref()),
+        }
+    }
+
+    fn snapshot(&self) -> QualitySnapshot {
+        QualitySnapshot::build(&self.rx, &self.rtt, self.peer, self.codec)
+    }
+
+    fn remember_sr(&mut self, sr: SentSr) {
+        if let Some(slot) = self.sent_srs.get_mut(self.next_sent_sr) {
+            *slot = Some(sr);
+        }
+        self.next_sent_sr = (self.next_sent_sr + 1) % SENT_SRS;
+    }
+
+    /// RTT from a report block about our SSRC (RFC 3550 §6.4.1: A − LSR −
+    /// DLSR). Only a block quoting an SR we sent on this leg counts: any
+    /// other LSR (none yet, a forged or confused one) would give a
+    /// meaningless figure. The arrival time A is that SR's wall-clock stamp
+    /// moved on by the monotonic time since, so no wall clock is needed on
+    /// the receive path and a wall-clock step cannot skew the RTT.
+    fn round_trip(&self, block: &ReportBlock, now: Instant) -> Option<Duration> {
+        let sent = self
+            .sent_srs
+            .iter()
+            .flatten()
+            .find(|sr| sr.lsr == block.lsr)?;
+        let arrival = sent
+            .wall
+            .checked_add(now.checked_duration_since(sent.at)?)?;
+        rtcp::round_trip(block, rtcp::ntp_from_unix(arrival))
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Leg {
     cfg: LegConfig,
@@ -477,6 +646,10 @@ struct Leg {
     rtcp: Latch,
     out: OutStream,
     counters: LegCounters,
+    quality: Quality,
+    /// Relay-wide unique per `add_leg`, so a timer of a removed leg never
+    /// fires for the leg that reuses its slot.
+    epoch: u64,
 }
 
 impl Leg {
@@ -496,7 +669,156 @@ impl Leg {
             self.rtcp.destination()
         }
     }
+
+    fn rtcp_socket(&self) -> SocketKind {
+        if self.cfg.rtcp_mux {
+            SocketKind::Rtp
+        } else {
+            SocketKind::Rtcp
+        }
+    }
+
+    fn cname(&self) -> String {
+        format!("softswitch@{}", self.cfg.local.ip())
+    }
+
+    /// Reads an accepted RTCP compound from the endpoint into the leg's
+    /// quality state.
+    fn take_rtcp(&mut self, packets: &[RtcpPacket], now: Instant) {
+        for packet in packets {
+            match packet {
+                RtcpPacket::SenderReport {
+                    ssrc,
+                    info,
+                    reports,
+                } => {
+                    self.quality.peer_sr = Some(PeerSr {
+                        ssrc: *ssrc,
+                        lsr: rtcp::ntp_middle32(info.ntp_timestamp),
+                        arrived: now,
+                    });
+                    self.take_blocks(reports, now);
+                }
+                RtcpPacket::ReceiverReport { reports, .. } => self.take_blocks(reports, now),
+                RtcpPacket::Xr { voip_metrics, .. } => {
+                    let ours = voip_metrics.iter().rev().find(|(s, _)| *s == self.out.ssrc);
+                    if let Some((_, m)) = ours {
+                        self.quality.peer_voip_metrics = Some(*m);
+                    }
+                }
+                // SDES, BYE (the call layer ends calls, not RTCP), APP and
+                // feedback carry nothing the quality figures use.
+                _ => {}
+            }
+        }
+    }
+
+    /// Report blocks about the stream we send on this leg: the endpoint's
+    /// loss and jitter, and RTT. Blocks about other SSRCs are ignored.
+    fn take_blocks(&mut self, blocks: &[ReportBlock], now: Instant) {
+        for block in blocks.iter().filter(|b| b.ssrc == self.out.ssrc) {
+            let rate = self.cfg.clock_rate;
+            let jitter_ms = if rate == 0 {
+                0.0
+            } else {
+                f64::from(block.jitter) * 1000.0 / f64::from(rate)
+            };
+            self.quality.peer = Some(PeerReport {
+                loss_rate: f64::from(block.fraction_lost) / 256.0,
+                jitter_ms,
+            });
+            if let Some(rtt) = self.quality.round_trip(block, now) {
+                self.quality.rtt.add(rtt);
+            }
+        }
+    }
+
+    /// The report this leg sends now (RFC 3550 §6.4): `None` when there is
+    /// nowhere to send it or no media has flowed on the leg yet (an
+    /// unanswered call gets no RTCP).
+    fn build_report(&mut self, now: Instant, wall: Duration) -> Option<(SocketAddr, Vec<u8>)> {
+        let to = self.rtcp_destination()?;
+        let (rtp_in, rtp_out) = (self.counters.rtp_in, self.counters.rtp_out);
+        if rtp_in == 0 && rtp_out == 0 {
+            return None;
+        }
+        let q = &mut self.quality;
+        let sender = if rtp_out != q.rtp_out_at_report {
+            let ntp = rtcp::ntp_from_unix(wall);
+            q.remember_sr(SentSr {
+                lsr: rtcp::ntp_middle32(ntp),
+                at: now,
+                wall,
+            });
+            // Counts wrap modulo 2^32 in the SR (§6.4.1); `as` truncates.
+            Some(SenderInfo {
+                ntp_timestamp: ntp,
+                rtp_timestamp: self.out.timestamp_at(now).unwrap_or(self.out.max_ts),
+                packet_count: rtp_out as u32,
+                octet_count: self.out.payload_octets as u32,
+            })
+        } else {
+            None
+        };
+        // §6.4: one block per source heard since the last report.
+        let block = match self.counters.ssrc_in {
+            Some(source) if rtp_in != q.rtp_in_at_report => {
+                let interval = q.rx.take_interval();
+                let (lsr, dlsr) = match q.peer_sr {
+                    Some(sr) if sr.ssrc == source => (
+                        sr.lsr,
+                        rtcp::ntp_short_from_duration(now.saturating_duration_since(sr.arrived)),
+                    ),
+                    // §6.4.1: 0 when no SR has been received from the source.
+                    _ => (0, 0),
+                };
+                Some(ReportBlock {
+                    ssrc: source,
+                    fraction_lost: interval.fraction_lost,
+                    cumulative_lost: interval.cumulative_lost,
+                    extended_highest_seq: interval.extended_highest_seq,
+                    jitter: interval.jitter,
+                    lsr,
+                    dlsr,
+                })
+            }
+            _ => None,
+        };
+        q.rtp_in_at_report = rtp_in;
+        q.rtp_out_at_report = rtp_out;
+        let mut packet = Vec::with_capacity(128);
+        let blocks = block.as_slice();
+        rtcp::write_report(&mut packet, self.out.ssrc, sender, blocks, &self.cname());
+        if packet.is_empty() {
+            return None;
+        }
+        self.counters.rtcp_out += 1;
+        self.counters.bytes_out += packet.len() as u64;
+        Some((to, packet))
+    }
 }
+
+/// When a leg's next report is due: `interval` randomised over [0.5, 1.5] ×
+/// itself (RFC 3550 §6.3.1, so the reports of legs opened together drift
+/// apart), halved for the first report (§6.2, "the initial interval").
+///
+/// This is §6.3 simplified for a relay leg, which is a two-party session
+/// (the endpoint and us): the bandwidth-derived interval (5 % of the
+/// session bandwidth shared by two members) is below the 5 s minimum for
+/// any voice codec, so the minimum applies; there is no membership to
+/// track, hence no timer reconsideration and no e − 3/2 compensation.
+fn report_due(now: Instant, interval: Duration, first: bool) -> Instant {
+    let interval = interval.clamp(MIN_RTCP_INTERVAL, MAX_RTCP_INTERVAL);
+    let interval = if first { interval / 2 } else { interval };
+    // At most an hour in nanoseconds: fits a u64 with room to spare.
+    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX / 4);
+    let delay = nanos / 2 + rand::thread_rng().gen_range(0..=nanos);
+    now.checked_add(Duration::from_nanos(delay)).unwrap_or(now)
+}
+
+/// An RTCP compound the relay sends: out of `LegId`'s `SocketKind` socket
+/// to the `SocketAddr`.
+pub type RtcpOut = (LegId, SocketAddr, SocketKind, Vec<u8>);
 
 /// The relay: every leg of one event loop.
 #[derive(Debug, Default)]
@@ -505,6 +827,11 @@ pub struct Relay {
     legs: Vec<Option<Leg>>,
     free: Vec<u32>,
     unknown_leg_drops: u64,
+    /// Report deadlines, earliest first: (due, leg index, leg epoch). Each
+    /// live leg has exactly one entry whose time equals its `next_report`;
+    /// entries of removed legs are skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    next_epoch: u64,
 }
 
 impl Relay {
@@ -514,6 +841,8 @@ impl Relay {
             legs: Vec::new(),
             free: Vec::new(),
             unknown_leg_drops: 0,
+            timers: BinaryHeap::new(),
+            next_epoch: 0,
         }
     }
 
@@ -524,23 +853,35 @@ impl Relay {
 
     /// [`Relay::add_leg`] with a chosen output SSRC (e.g. to keep the
     /// `rssrc` the app was told when a leg is recreated).
-    pub fn add_leg_with_ssrc(&mut self, cfg: LegConfig, ssrc: u32, _now: Instant) -> LegId {
+    pub fn add_leg_with_ssrc(&mut self, cfg: LegConfig, ssrc: u32, now: Instant) -> LegId {
+        let due = report_due(now, self.cfg.rtcp_interval, true);
+        let quality = Quality::new(&cfg, due);
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
         let leg = Leg {
             peer: None,
             rtp: Latch::new(cfg.remote),
             rtcp: Latch::new(Leg::rtcp_signalled(&cfg)),
             out: OutStream::new(ssrc, cfg.clock_rate),
-            counters: LegCounters::new(ssrc),
+            counters: LegCounters::new(ssrc, quality.snapshot()),
+            quality,
+            epoch,
             cfg,
         };
-        if let Some(id) = self.free.pop() {
-            if let Some(slot) = self.legs.get_mut(id as usize) {
-                *slot = Some(leg);
-                return LegId(id);
+        let id = match self.free.pop() {
+            Some(id) if self.legs.get(id as usize).is_some() => {
+                if let Some(slot) = self.legs.get_mut(id as usize) {
+                    *slot = Some(leg);
+                }
+                id
             }
-        }
-        let id = u32::try_from(self.legs.len()).unwrap_or(u32::MAX);
-        self.legs.push(Some(leg));
+            _ => {
+                let id = u32::try_from(self.legs.len()).unwrap_or(u32::MAX);
+                self.legs.push(Some(leg));
+                id
+            }
+        };
+        self.timers.push(Reverse((due, id, epoch)));
         LegId(id)
     }
 
@@ -601,6 +942,15 @@ impl Relay {
         Ok(())
     }
 
+    /// Names the leg's codec once negotiated (SDP encoding name), for the
+    /// E-model's codec impairment; `None` goes back to the G.711 default.
+    pub fn set_codec(&mut self, leg: LegId, codec: Option<String>) -> Result<(), RelayError> {
+        let l = self.leg_mut(leg).ok_or(RelayError::UnknownLeg(leg))?;
+        l.quality.codec = codec_impairment(codec.as_deref());
+        l.cfg.codec = codec;
+        Ok(())
+    }
+
     /// Removes a leg, unbridging its peer; its id may be reused.
     pub fn remove_leg(&mut self, leg: LegId) -> Result<(), RelayError> {
         self.unbridge(leg)?;
@@ -628,12 +978,80 @@ impl Relay {
         self.legs.iter().filter(|l| l.is_some()).count()
     }
 
+    /// The leg's counters, with its quality snapshot built now.
     pub fn leg_counters(&self, leg: LegId) -> Option<LegCounters> {
         self.leg(leg).map(|l| LegCounters {
             rtp_remote: l.rtp.destination(),
             rtcp_remote: l.rtcp_destination(),
+            quality: l.quality.snapshot(),
+            peer_voip_metrics: l.quality.peer_voip_metrics,
             ..l.counters
         })
+    }
+
+    /// The next RTCP report due on some leg, if any leg exists: when the
+    /// caller should call [`Relay::poll_rtcp`] next. May be early (a removed
+    /// leg's deadline), never late.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The next RTCP compound the relay sends, if one is due by `now`; call
+    /// it until it returns `None`. `wall` is the wall-clock time
+    /// (`SystemTime::now().duration_since(UNIX_EPOCH)`) for the SR's NTP
+    /// timestamp; `now` the monotonic time of the same instant.
+    ///
+    /// Each leg reports every [`RelayConfig::rtcp_interval`] (randomised,
+    /// see `report_due`): an SR if RTP went out of the leg since its last
+    /// report, else an RR, with one report block about the SSRC received on
+    /// the leg if any RTP came in since the last report, and an SDES CNAME
+    /// `softswitch@<local ip>`. It goes to the leg's RTCP address (learned,
+    /// else signalled; RTP port + 1, or the RTP port with rtcp-mux). A leg
+    /// with no RTCP address or no media yet sends nothing and tries again
+    /// an interval later.
+    pub fn poll_rtcp(&mut self, now: Instant, wall: Duration) -> Option<RtcpOut> {
+        let interval = self.cfg.rtcp_interval;
+        while let Some(&Reverse((at, index, epoch))) = self.timers.peek() {
+            if at > now {
+                return None;
+            }
+            self.timers.pop();
+            let id = LegId(index);
+            let Some(l) = self.leg_mut(id) else {
+                continue;
+            };
+            if l.epoch != epoch || l.quality.next_report != at {
+                continue;
+            }
+            // From `now`, not `at`: after a stall the legs do not all fire at once.
+            let next = report_due(now, interval, false);
+            l.quality.next_report = next;
+            let report = l.build_report(now, wall);
+            let socket = l.rtcp_socket();
+            self.timers.push(Reverse((next, index, epoch)));
+            if let Some((to, packet)) = report {
+                return Some((id, to, socket, packet));
+            }
+        }
+        None
+    }
+
+    /// A BYE (RFC 3550 §6.6) for the leg's SSRC, to send before it is
+    /// removed: only when media flowed and there is an RTCP address.
+    pub fn rtcp_bye(&mut self, leg: LegId, reason: Option<&str>) -> Option<RtcpOut> {
+        let l = self.leg_mut(leg)?;
+        let to = l.rtcp_destination()?;
+        if l.counters.rtp_in == 0 && l.counters.rtp_out == 0 {
+            return None;
+        }
+        let mut packet = Vec::with_capacity(64);
+        rtcp::write_bye(&mut packet, l.out.ssrc, &l.cname(), reason);
+        if packet.is_empty() {
+            return None;
+        }
+        l.counters.rtcp_out += 1;
+        l.counters.bytes_out += packet.len() as u64;
+        Some((leg, to, l.rtcp_socket(), packet))
     }
 
     /// Packets addressed to a leg that does not exist.
@@ -694,7 +1112,16 @@ impl Relay {
         c.rtp_in += 1;
         c.bytes_in += packet.len() as u64;
         c.last_rtp_at = Some(now);
-        c.ssrc_in = Some(h.ssrc);
+        if c.ssrc_in != Some(h.ssrc) {
+            // A new source (re-INVITE, media server switch): its sequence
+            // numbers and timestamps are unrelated to the old one's, so A.1
+            // and A.8 start over (as a receiver does for a new SSRC).
+            c.ssrc_in = Some(h.ssrc);
+            l.quality.rx = ReceiveStats::new(l.cfg.clock_rate);
+        }
+        l.quality
+            .rx
+            .on_packet(h.sequence, h.timestamp, h.payload_len, now);
         let Some(peer) = l.peer else {
             return drop_on(l, DropReason::NoPeer);
         };
@@ -711,6 +1138,7 @@ impl Relay {
         }
         out.counters.rtp_out += 1;
         out.counters.bytes_out += packet.len() as u64;
+        out.out.payload_octets += h.payload_len as u64;
         Action::Forward {
             out_leg: peer,
             to,
@@ -718,9 +1146,11 @@ impl Relay {
         }
     }
 
-    /// The per-packet path for RTCP received on `leg` (its RTCP socket, or
-    /// its RTP socket with rtcp-mux). RTCP is latched on its own source and
-    /// forwarded unchanged to the peer's RTCP address.
+    /// The path for RTCP received on `leg` (its RTCP socket, or its RTP
+    /// socket with rtcp-mux). RTCP is latched on its own source, read into
+    /// the leg's quality state and terminated there ([`Action::Consumed`]):
+    /// it is not forwarded, each leg gets the relay's own reports instead
+    /// (see the module notes and [`Relay::poll_rtcp`]).
     pub fn handle_rtcp(
         &mut self,
         leg: LegId,
@@ -732,9 +1162,13 @@ impl Relay {
         let Some(l) = self.leg_mut(leg) else {
             return self.drop_unknown();
         };
+        // The framing check first: it rejects junk without allocating.
         if !valid_rtcp(packet) {
             return drop_on(l, DropReason::MalformedRtcp);
         }
+        let Ok(packets) = rtcp::parse_compound(packet) else {
+            return drop_on(l, DropReason::MalformedRtcp);
+        };
         let latch = if l.cfg.rtcp_mux {
             &mut l.rtp
         } else {
@@ -745,27 +1179,8 @@ impl Relay {
         }
         l.counters.rtcp_in += 1;
         l.counters.bytes_in += packet.len() as u64;
-        let Some(peer) = l.peer else {
-            return drop_on(l, DropReason::NoPeer);
-        };
-        let Some(out) = self.leg_mut(peer) else {
-            return self.drop_no_peer(leg);
-        };
-        let Some(to) = out.rtcp_destination() else {
-            return self.drop_no_peer(leg);
-        };
-        out.counters.rtcp_out += 1;
-        out.counters.bytes_out += packet.len() as u64;
-        let socket = if out.cfg.rtcp_mux {
-            SocketKind::Rtp
-        } else {
-            SocketKind::Rtcp
-        };
-        Action::Forward {
-            out_leg: peer,
-            to,
-            socket,
-        }
+        l.take_rtcp(&packets, now);
+        Action::Consumed
     }
 
     fn leg(&self, leg: LegId) -> Option<&Leg> {
@@ -829,6 +1244,7 @@ fn valid_rtcp(packet: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Source;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn addr(last: u8, port: u16) -> SocketAddr {
@@ -1295,9 +1711,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rtcp_goes_to_the_peers_rtcp_port_or_muxed_port() {
-        // A: non-muxed (RTCP 4001); B: muxed at 5000.
+    /// A: non-muxed (RTCP 4001); B: muxed at 5000.
+    fn mux_call() -> Call {
         let t0 = Instant::now();
         let mut relay = Relay::new(RelayConfig::default());
         let a = relay.add_leg(
@@ -1316,43 +1731,446 @@ mod tests {
             t0,
         );
         relay.bridge(a, b).unwrap();
+        Call { relay, a, b, t0 }
+    }
+
+    #[test]
+    fn rtcp_is_terminated_on_each_leg_not_forwarded() {
+        // Before, RTCP was forwarded raw across the bridge; now each leg
+        // terminates it (the relay rewrites SSRC/seq/ts, so a forwarded SR or
+        // report block would describe a stream the far end never sees) and
+        // the relay sends its own reports (see the poll_rtcp tests).
+        let mut c = mux_call();
+        let t0 = c.t0;
+        let (a, b) = (c.a, c.b);
         assert_eq!(
-            relay.handle_rtcp(a, addr(1, 4001), &rr(1), t0),
-            Action::Forward {
-                out_leg: b,
-                to: addr(2, 5000),
-                socket: SocketKind::Rtp
-            }
+            c.relay.handle_rtcp(a, addr(1, 4001), &rr(1), t0),
+            Action::Consumed
         );
-        // Muxed RTCP arrives on B's RTP socket and goes to A's RTCP port.
+        // Muxed RTCP arrives on B's RTP socket: recognised, consumed too.
         let mut p = rr(2);
         assert_eq!(
-            relay.handle_rtp(b, addr(2, 5000), &mut p, t0),
-            Action::Forward {
-                out_leg: a,
-                to: addr(1, 4001),
-                socket: SocketKind::Rtcp
-            }
+            c.relay.handle_rtp(b, addr(2, 5000), &mut p, t0),
+            Action::Consumed
         );
-        // Compound RR + SDES passes; RTCP from a stranger does not.
+        // Compound RR + SDES is read; RTCP from a stranger is dropped and counted.
         let mut compound = rr(1);
         compound.extend_from_slice(&[0x81, 202, 0, 2, 0, 0, 0, 1, 1, 0, 0, 0]);
-        assert!(matches!(
-            relay.handle_rtcp(a, addr(1, 4001), &compound, t0),
-            Action::Forward { .. }
-        ));
         assert_eq!(
-            relay.handle_rtcp(a, addr(66, 4001), &rr(1), t0),
+            c.relay.handle_rtcp(a, addr(1, 4001), &compound, t0),
+            Action::Consumed
+        );
+        assert_eq!(
+            c.relay.handle_rtcp(a, addr(66, 4001), &rr(1), t0),
             Action::Drop(DropReason::NotLatched)
         );
-        let ca = relay.leg_counters(a).unwrap();
-        assert_eq!((ca.rtcp_in, ca.rtcp_out), (2, 1));
+        // RTCP on A's RTP port from the RTP source would have to be muxed:
+        // A is not, so it is not RTP either.
+        let ca = c.relay.leg_counters(a).unwrap();
+        assert_eq!((ca.rtcp_in, ca.rtcp_out), (2, 0));
+        assert_eq!(ca.dropped(DropReason::NotLatched), 1);
         assert_eq!(ca.rtcp_remote, Some(addr(1, 4001)));
-        // Through `handle`.
-        assert!(matches!(
-            relay.handle(a, addr(1, 4001), Input::Rtcp(&rr(1)), t0),
-            Action::Forward { .. }
-        ));
+        let cb = c.relay.leg_counters(b).unwrap();
+        assert_eq!((cb.rtcp_in, cb.rtcp_out, cb.bytes_out), (1, 0, 0));
+        assert_eq!(cb.rtcp_remote, Some(addr(2, 5000)));
+        // Unbridged legs still read their RTCP (nothing to forward anyway).
+        c.relay.unbridge(a).unwrap();
+        assert_eq!(
+            c.relay.handle(a, addr(1, 4001), Input::Rtcp(&rr(1)), t0),
+            Action::Consumed
+        );
+        // A non-compound (first packet not SR/RR) is malformed.
+        assert_eq!(
+            c.relay.handle_rtcp(
+                a,
+                addr(1, 4001),
+                &[0x81, 202, 0, 2, 0, 0, 0, 1, 1, 0, 0, 0],
+                t0
+            ),
+            Action::Drop(DropReason::MalformedRtcp)
+        );
+    }
+
+    fn wall0() -> Duration {
+        // A round second, so NTP fractions of the test's binary-fraction
+        // durations are exact.
+        Duration::from_secs(1_700_000_000)
+    }
+
+    fn peer_sr(ssrc: u32, ntp: u64, blocks: &[ReportBlock]) -> Vec<u8> {
+        let mut p = Vec::new();
+        let info = SenderInfo {
+            ntp_timestamp: ntp,
+            rtp_timestamp: 1234,
+            packet_count: 10,
+            octet_count: 1600,
+        };
+        rtcp::write_report(&mut p, ssrc, Some(info), blocks, "phone@test");
+        p
+    }
+
+    fn peer_rr(ssrc: u32, blocks: &[ReportBlock]) -> Vec<u8> {
+        let mut p = Vec::new();
+        rtcp::write_report(&mut p, ssrc, None, blocks, "phone@test");
+        p
+    }
+
+    /// Every report due by `now` as (leg, to, socket, packets).
+    fn poll_all(
+        relay: &mut Relay,
+        now: Instant,
+        wall: Duration,
+    ) -> Vec<(LegId, SocketAddr, SocketKind, Vec<RtcpPacket>)> {
+        let mut out = Vec::new();
+        while let Some((leg, to, socket, p)) = relay.poll_rtcp(now, wall) {
+            out.push((leg, to, socket, rtcp::parse_compound(&p).unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn loss_and_jitter_measured_on_the_receiving_leg() {
+        // 100 packets, 3 missing, perfectly spaced 20 ms / 160 ticks.
+        let mut c = call(Some(addr(2, 5000)), true);
+        for seq in (0..100u16).filter(|s| ![10, 50, 77].contains(s)) {
+            let mut p = pkt(8, seq, u32::from(seq) * 160, 0xA);
+            let now = ms(&c, u64::from(seq) * 20);
+            assert!(matches!(
+                c.send(c.a, addr(1, 4000), &mut p, now),
+                Action::Forward { .. }
+            ));
+        }
+        let q = c.relay.leg_counters(c.a).unwrap().quality;
+        assert_eq!((q.packets_received, q.packets_lost), (97, 3));
+        assert!((q.loss_rate - 0.03).abs() < 1e-12, "{}", q.loss_rate);
+        assert_eq!(q.bytes_received, 97 * 160);
+        assert_eq!((q.jitter_ms, q.mean_jitter_ms), (0.0, 0.0));
+        assert_eq!(q.sources.received, Source::Measured);
+        assert_eq!(q.sources.delay, Source::Estimated);
+        assert_eq!(q.rtt_ms, None);
+        // G.711 by default: 3 % random loss is the only impairment.
+        let expect = crate::stats::r_factor(CodecImpairment::for_codec("PCMA"), 80.0, 3.0, 1.0);
+        assert!((q.r - expect).abs() < 1e-9);
+        // B received nothing: an empty measurement, not A's.
+        let qb = c.relay.leg_counters(c.b).unwrap().quality;
+        assert_eq!((qb.packets_received, qb.packets_lost), (0, 0));
+
+        // A new input SSRC starts the measurement over.
+        for seq in 0..5u16 {
+            let mut p = pkt(8, 4000 + seq, 99_999 + u32::from(seq) * 160, 0xA2);
+            let now = ms(&c, 3000 + u64::from(seq) * 20);
+            let _ = c.send(c.a, addr(1, 4000), &mut p, now);
+        }
+        let q = c.relay.leg_counters(c.a).unwrap().quality;
+        assert_eq!((q.packets_received, q.packets_lost), (5, 0));
+
+        // The codec named on the leg feeds the E-model.
+        c.relay.set_codec(c.a, Some("AMR".into())).unwrap();
+        let amr = c.relay.leg_counters(c.a).unwrap().quality;
+        assert!(amr.r < q.r - 4.9, "{} vs {}", amr.r, q.r);
+        assert_eq!(
+            c.relay.leg_config(c.a).unwrap().codec.as_deref(),
+            Some("AMR")
+        );
+        assert!(c.relay.set_codec(LegId(9), None).is_err());
+    }
+
+    #[test]
+    fn reports_on_schedule_carry_the_report_block_to_the_rtcp_address() {
+        let mut c = mux_call();
+        let (a, b, t0) = (c.a, c.b, c.t0);
+        let interval = RelayConfig::default().rtcp_interval;
+        // The first report is due within [0.25, 0.75] x the interval.
+        let first = c.relay.poll_timeout().unwrap();
+        assert!(first >= t0 + interval / 4 && first <= t0 + interval * 3 / 4);
+        assert_eq!(c.relay.poll_rtcp(t0, wall0()), None);
+        // Due, but no media has flowed yet: nothing is sent, both legs move on.
+        let t = t0 + interval;
+        assert!(poll_all(&mut c.relay, t, wall0() + interval).is_empty());
+        assert!(c.relay.poll_timeout().unwrap() > t);
+
+        // Phone A: 100 packets, 3 lost, odd ones 10 ms late (A.8 jitter
+        // about 80 ticks). A reference ReceiveStats gets the same packets.
+        let start = t + Duration::from_secs(1);
+        let mut reference = ReceiveStats::new(8000);
+        let mut last_sent = (0u32, start);
+        for seq in (1000..1100u16).filter(|s| ![1010, 1050, 1077].contains(s)) {
+            let i = u32::from(seq - 1000);
+            let late = if i % 2 == 1 { 10 } else { 0 };
+            let at = start + Duration::from_millis(u64::from(i) * 20 + late);
+            let mut p = pkt(8, seq, 50_000 + i * 160, 0xA);
+            reference.on_packet(seq, 50_000 + i * 160, 160, at);
+            assert!(matches!(
+                c.send(a, addr(1, 4000), &mut p, at),
+                Action::Forward { out_leg, .. } if out_leg == b
+            ));
+            last_sent = (rtp::parse(&p).unwrap().timestamp, at);
+        }
+        let expected = reference.take_interval();
+        assert!(expected.jitter > 40, "{expected:?}");
+        // Phone A's SR, so our block about it carries LSR/DLSR.
+        let sr_at = start + Duration::from_secs(2);
+        let sr_ntp = rtcp::ntp_from_unix(wall0() + Duration::from_secs(7));
+        assert_eq!(
+            c.relay
+                .handle_rtcp(a, addr(1, 4001), &peer_sr(0xA, sr_ntp, &[]), sr_at),
+            Action::Consumed
+        );
+
+        // Both legs due (their deadlines were at most 7.5 s after t).
+        let now = t + Duration::from_secs(10);
+        let wall = wall0() + Duration::from_secs(10);
+        let sent = poll_all(&mut c.relay, now, wall);
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        let next = c.relay.poll_timeout().unwrap();
+        assert!(next >= now + interval / 2 && next <= now + interval * 3 / 2);
+        assert_eq!(
+            c.relay.poll_rtcp(now + Duration::from_millis(1), wall),
+            None
+        );
+
+        // A (not muxed): an RR to RTP port + 1, one block about phone A.
+        let (_, to, socket, packets) = sent.iter().find(|r| r.0 == a).unwrap();
+        assert_eq!((*to, *socket), (addr(1, 4001), SocketKind::Rtcp));
+        let [RtcpPacket::ReceiverReport { ssrc, reports }, RtcpPacket::Sdes { chunks }] =
+            &packets[..]
+        else {
+            panic!("{packets:?}")
+        };
+        assert_eq!(*ssrc, c.relay.leg_ssrc(a).unwrap());
+        assert_eq!(
+            chunks,
+            &[(*ssrc, Some("softswitch@192.0.2.100".to_owned()))]
+        );
+        assert_eq!(
+            reports,
+            &[ReportBlock {
+                ssrc: 0xA,
+                // A.3: 3 lost of 100 expected, 8-bit fixed point.
+                fraction_lost: (3 * 256 / 100) as u8,
+                cumulative_lost: 3,
+                extended_highest_seq: 1099,
+                jitter: expected.jitter,
+                lsr: rtcp::ntp_middle32(sr_ntp),
+                dlsr: rtcp::ntp_short_from_duration(now - sr_at),
+            }]
+        );
+        assert_eq!(expected.fraction_lost, 7);
+        // After the report the API's lostrate is the interval's.
+        let q = c.relay.leg_counters(a).unwrap();
+        assert!((q.quality.loss_rate - 7.0 / 256.0).abs() < 1e-12);
+        assert_eq!(q.rtcp_out, 1);
+
+        // B (muxed): an SR to the RTP port, from B's RTP socket, about the
+        // 97 packets forwarded to phone B; no block (phone B sent nothing).
+        let (_, to, socket, packets) = sent.iter().find(|r| r.0 == b).unwrap();
+        assert_eq!((*to, *socket), (addr(2, 5000), SocketKind::Rtp));
+        let [RtcpPacket::SenderReport {
+            ssrc,
+            info,
+            reports,
+        }, RtcpPacket::Sdes { .. }] = &packets[..]
+        else {
+            panic!("{packets:?}")
+        };
+        assert_eq!(*ssrc, c.relay.leg_ssrc(b).unwrap());
+        assert!(reports.is_empty());
+        assert_eq!(info.ntp_timestamp, rtcp::ntp_from_unix(wall));
+        assert_eq!((info.packet_count, info.octet_count), (97, 97 * 160));
+        // The last packet's timestamp moved on to `now` at 8 kHz.
+        let ticks = (now - last_sent.1).as_micros() * 8 / 1000;
+        assert_eq!(
+            info.rtp_timestamp,
+            last_sent.0.wrapping_add(u32::try_from(ticks).unwrap())
+        );
+
+        // Next interval, no media since: A sends an RR with no block, B an RR.
+        let later = now + interval * 2;
+        let reports = poll_all(&mut c.relay, later, wall + interval * 2);
+        assert_eq!(reports.len(), 2);
+        for (_, _, _, packets) in &reports {
+            assert!(matches!(
+                &packets[..],
+                [RtcpPacket::ReceiverReport { reports, .. }, RtcpPacket::Sdes { .. }]
+                    if reports.is_empty()
+            ));
+        }
+    }
+
+    #[test]
+    fn rtt_and_peer_view_from_the_endpoints_reports() {
+        let mut c = mux_call();
+        let (a, b, t0) = (c.a, c.b, c.t0);
+        // Phone B talks: RTP goes out of A, so A's report is an SR.
+        for seq in 0..5u16 {
+            let mut p = pkt(0, seq, u32::from(seq) * 160, 0xB);
+            let at = t0 + Duration::from_millis(u64::from(seq) * 20);
+            let _ = c.send(b, addr(2, 5000), &mut p, at);
+        }
+        // Phone A's SR (it is also a sender), then our SR at t1.
+        let _ = c
+            .relay
+            .handle_rtcp(a, addr(1, 4001), &peer_sr(0xA, 77 << 32, &[]), t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let w1 = wall0();
+        let reports = poll_all(&mut c.relay, t1, w1);
+        let (_, _, _, ours) = reports.iter().find(|r| r.0 == a).unwrap();
+        let Some(RtcpPacket::SenderReport { info, .. }) = ours.first() else {
+            panic!("{ours:?}")
+        };
+        assert_eq!(info.ntp_timestamp, rtcp::ntp_from_unix(w1));
+        let our_ssrc = c.relay.leg_ssrc(a).unwrap();
+
+        // Phone A answers 375 ms later, having held our SR 250 ms: RTT is
+        // 375 - 250 = 125 ms, exactly (all binary fractions of a second).
+        let block = ReportBlock {
+            ssrc: our_ssrc,
+            fraction_lost: 64,
+            cumulative_lost: 12,
+            extended_highest_seq: 4,
+            jitter: 80,
+            lsr: rtcp::ntp_middle32(info.ntp_timestamp),
+            dlsr: rtcp::ntp_short_from_duration(Duration::from_millis(250)),
+        };
+        assert_eq!(block.dlsr, 16_384);
+        let arrival = t1 + Duration::from_millis(375);
+        assert_eq!(
+            c.relay
+                .handle_rtcp(a, addr(1, 4001), &peer_rr(0xA, &[block]), arrival),
+            Action::Consumed
+        );
+        let q = c.relay.leg_counters(a).unwrap().quality;
+        assert_eq!(q.rtt_ms, Some(125.0));
+        assert_eq!(q.avg_rtt_ms, Some(125.0));
+        assert_eq!(q.sources.delay, Source::PeerRtcp);
+        // The peer's view of what we send it: 64/256 lost, 80 ticks = 10 ms.
+        assert_eq!(q.peer_loss_rate, Some(0.25));
+        assert_eq!(q.peer_jitter_ms, Some(10.0));
+        assert_eq!(q.sources.peer, Some(Source::PeerRtcp));
+        assert!(q.peer_mos.unwrap() < q.mos);
+
+        // Blocks about another SSRC, or quoting an SR we never sent, give
+        // no RTT (nor a peer view for the other SSRC).
+        let stranger = ReportBlock {
+            ssrc: our_ssrc ^ 1,
+            fraction_lost: 255,
+            ..block
+        };
+        let forged = ReportBlock {
+            lsr: block.lsr ^ 0x10,
+            fraction_lost: 0,
+            ..block
+        };
+        let later = arrival + Duration::from_millis(100);
+        let _ = c
+            .relay
+            .handle_rtcp(a, addr(1, 4001), &peer_rr(0xA, &[stranger]), later);
+        let _ = c
+            .relay
+            .handle_rtcp(a, addr(1, 4001), &peer_rr(0xA, &[forged]), later);
+        let q = c.relay.leg_counters(a).unwrap().quality;
+        assert_eq!((q.rtt_ms, q.avg_rtt_ms), (Some(125.0), Some(125.0)));
+        assert_eq!(q.peer_loss_rate, Some(0.0));
+
+        // More media, a second SR at t2 (lost on the way); a report still
+        // quoting the first one counts: it arrives at t2 + 375 ms, having
+        // held our first SR 20.25 s, so RTT is 20.375 - 20.25 = 125 ms.
+        let mut p = pkt(0, 5, 800, 0xB);
+        let _ = c.send(b, addr(2, 5000), &mut p, t1 + Duration::from_secs(1));
+        let t2 = t1 + Duration::from_secs(20);
+        assert!(!poll_all(&mut c.relay, t2, w1 + Duration::from_secs(20)).is_empty());
+        let late = ReportBlock {
+            dlsr: rtcp::ntp_short_from_duration(Duration::from_millis(20_250)),
+            fraction_lost: 32,
+            ..block
+        };
+        let _ = c.relay.handle_rtcp(
+            a,
+            addr(1, 4001),
+            &peer_rr(0xA, &[late]),
+            t2 + Duration::from_millis(375),
+        );
+        let q = c.relay.leg_counters(a).unwrap().quality;
+        assert_eq!((q.rtt_ms, q.avg_rtt_ms), (Some(125.0), Some(125.0)));
+        assert_eq!(q.peer_loss_rate, Some(0.125));
+
+        // XR VoIP metrics about our SSRC are kept (the last one).
+        let metrics = rtcp::VoipMetrics {
+            loss_rate: 13,
+            mos_lq: Some(41),
+            ..rtcp::VoipMetrics::default()
+        };
+        let mut xr = peer_rr(0xA, &[]);
+        rtcp::write_xr(
+            &mut xr,
+            0xA,
+            None,
+            &[],
+            &[
+                (our_ssrc ^ 1, rtcp::VoipMetrics::default()),
+                (our_ssrc, metrics),
+            ],
+        );
+        assert_eq!(
+            c.relay.handle_rtcp(a, addr(1, 4001), &xr, later),
+            Action::Consumed
+        );
+        assert_eq!(
+            c.relay.leg_counters(a).unwrap().peer_voip_metrics,
+            Some(metrics)
+        );
+        // Forged RTCP from elsewhere changes nothing.
+        let bogus = ReportBlock {
+            fraction_lost: 200,
+            ..block
+        };
+        assert_eq!(
+            c.relay
+                .handle_rtcp(a, addr(66, 4001), &peer_rr(0xA, &[bogus]), later),
+            Action::Drop(DropReason::NotLatched)
+        );
+        assert_eq!(
+            c.relay.leg_counters(a).unwrap().quality.peer_loss_rate,
+            Some(0.125)
+        );
+    }
+
+    #[test]
+    fn bye_and_removed_legs_timers() {
+        let mut c = mux_call();
+        let (a, b, t0) = (c.a, c.b, c.t0);
+        // No media: no BYE.
+        assert_eq!(c.relay.rtcp_bye(a, None), None);
+        let mut p = pkt(0, 1, 0, 0xA);
+        let _ = c.send(a, addr(1, 4000), &mut p, t0);
+        let (leg, to, socket, bye) = c.relay.rtcp_bye(a, Some("hangup")).unwrap();
+        assert_eq!((leg, to, socket), (a, addr(1, 4001), SocketKind::Rtcp));
+        let packets = rtcp::parse_compound(&bye).unwrap();
+        assert!(packets.iter().any(|p| matches!(
+            p,
+            RtcpPacket::Bye { ssrcs, reason } if ssrcs == &[c.relay.leg_ssrc(a).unwrap()]
+                && reason.as_deref() == Some("hangup")
+        )));
+        assert_eq!(c.relay.rtcp_bye(LegId(9), None), None);
+        // A removed leg's deadline fires nothing, even when its slot is reused
+        // by a new leg (which has its own deadline).
+        c.relay.remove_leg(a).unwrap();
+        c.relay.remove_leg(b).unwrap();
+        let d = c.relay.add_leg(
+            LegConfig {
+                remote: Some(addr(4, 8000)),
+                ..LegConfig::new(addr(100, 30004))
+            },
+            t0 + Duration::from_secs(100),
+        );
+        assert!(poll_all(&mut c.relay, t0 + Duration::from_secs(50), wall0()).is_empty());
+        // Only D's entry remains.
+        assert!(c.relay.poll_timeout().unwrap() > t0 + Duration::from_secs(100));
+        let mut p = pkt(0, 1, 0, 0xD);
+        let _ = c.send(d, addr(4, 8000), &mut p, t0 + Duration::from_secs(100));
+        let reports = poll_all(&mut c.relay, t0 + Duration::from_secs(200), wall0());
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].0, reports[0].1), (d, addr(4, 8001)));
     }
 
     #[test]
@@ -1398,24 +2216,34 @@ mod tests {
         assert!(!PayloadTypes::ANY.contains(128));
     }
 
-    /// Rough cost of the per-packet decision (run with `--ignored --nocapture`).
+    /// Rough cost of the per-packet decision (run with `--ignored
+    /// --nocapture` in an optimised build). The best of several rounds, so
+    /// that other processes on a busy machine skew it less; the clock
+    /// advances 20 ms per packet, as in a real stream.
     #[test]
     #[ignore]
     fn per_packet_cost() {
         let mut c = call(Some(addr(2, 5000)), true);
         let mut p = pkt(0, 1, 0, 1);
-        let n = 2_000_000u32;
-        let start = Instant::now();
-        for i in 0..n {
-            let [_, _, s0, s1, ..] = &mut p[..] else {
-                unreachable!()
-            };
-            [*s0, *s1] = (i as u16).to_be_bytes();
-            let now = c.t0;
-            let a = std::hint::black_box(c.send(c.a, addr(1, 4000), &mut p, now));
-            assert!(matches!(a, Action::Forward { .. }));
+        let n = 1_000_000u32;
+        let mut best = u128::MAX;
+        let mut seq = 0u16;
+        let mut now = c.t0;
+        for _ in 0..7 {
+            let start = Instant::now();
+            for _ in 0..n {
+                seq = seq.wrapping_add(1);
+                now += Duration::from_millis(20);
+                let [_, _, s0, s1, t0, t1, t2, t3, ..] = &mut p[..] else {
+                    unreachable!()
+                };
+                [*s0, *s1] = seq.to_be_bytes();
+                [*t0, *t1, *t2, *t3] = (u32::from(seq) * 160).to_be_bytes();
+                let a = std::hint::black_box(c.send(c.a, addr(1, 4000), &mut p, now));
+                assert!(matches!(a, Action::Forward { .. }));
+            }
+            best = best.min(start.elapsed().as_nanos() / u128::from(n));
         }
-        let ns = start.elapsed().as_nanos() / u128::from(n);
-        println!("handle_rtp: {ns} ns/packet");
+        println!("handle_rtp: {best} ns/packet (best of 7 rounds)");
     }
 }

@@ -98,6 +98,9 @@ struct Call {
     media_a: Option<LegHandle>,
     media_b: Option<LegHandle>,
     bridged: bool,
+    /// The voice codec B's answer chose (both legs carry it), for the
+    /// relay's quality estimate.
+    codec: Option<String>,
 }
 
 impl Call {
@@ -135,6 +138,9 @@ async fn media_update(
             match media.bridge(a, b).await {
                 Ok(()) => call.bridged = true,
                 Err(e) => tracing::warn!(error = %e, "relay bridge failed"),
+            }
+            for leg in [a, b] {
+                let _ = media.set_codec(leg, call.codec.clone()).await;
             }
         }
     }
@@ -542,6 +548,7 @@ impl B2bua {
                 media_a: Some(media_a),
                 media_b: Some(media_b),
                 bridged: false,
+                codec: None,
             },
         );
         self.legs.insert(leg, (id, Side::A));
@@ -592,6 +599,12 @@ impl B2bua {
         let b_sdp = parse_sdp(b_answer)?;
         let b_offer = call.b_offer.as_ref()?;
         let negotiated = sdp::check_answer(b_offer, &b_sdp).ok()?;
+        call.codec = negotiated
+            .streams
+            .iter()
+            .find(|s| !s.rejected)
+            .and_then(|s| s.codec.as_ref())
+            .map(|c| c.name.clone());
         let caps =
             sdp::LocalCapabilities::from_negotiated(call.origin_a.clone(), &negotiated).ok()?;
         let mut answer = sdp::answer(call.a_offer.as_ref()?, &caps).ok()?;

@@ -35,8 +35,8 @@ mod tests;
 
 pub use codec::{CodecSpec, RtpMap};
 pub use negotiate::{
-    answer, check_answer, filter_offer, LocalCapabilities, LocalStream, Negotiated,
-    NegotiatedStream, NegotiationError,
+    add_amr_mode_twins, answer, check_answer, filter_offer, offer, LocalCapabilities, LocalStream,
+    Negotiated, NegotiatedStream, NegotiationError,
 };
 pub use session::{
     AddrType, Attribute, Bandwidth, Connection, Direction, MediaDescription, Origin, RawLine, Rtcp,

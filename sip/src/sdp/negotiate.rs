@@ -531,3 +531,98 @@ fn answered_codec(om: &MediaDescription, am: &MediaDescription, pt: u8) -> Optio
     };
     Some(CodecSpec::from_rtpmap(&map, fmtp))
 }
+
+/// A fresh offer (RFC 3264 §5): one audio stream at `address`:`port` with
+/// `codecs` in preference order, their payload types and fmtp as given. Used
+/// when the other leg's offer shares no codec with this side (the relay then
+/// transcodes).
+pub fn offer(
+    origin: Origin,
+    address: IpAddr,
+    port: u16,
+    codecs: &[CodecSpec],
+) -> SessionDescription {
+    let mut sdp = SessionDescription::new(origin, "-");
+    sdp.connection = Some(Connection::from_ip(address));
+    let formats = codecs.iter().map(|c| c.payload_type.to_string()).collect();
+    let mut m = MediaDescription::new("audio", port, "RTP/AVP", formats);
+    for c in codecs {
+        let rtpmap = if c.channels > 1 {
+            format!(
+                "{} {}/{}/{}",
+                c.payload_type, c.name, c.clock_rate, c.channels
+            )
+        } else {
+            format!("{} {}/{}", c.payload_type, c.name, c.clock_rate)
+        };
+        m.attributes.push(Attribute::new("rtpmap", rtpmap));
+        if let Some(f) = &c.fmtp {
+            m.attributes
+                .push(Attribute::new("fmtp", format!("{} {f}", c.payload_type)));
+        }
+    }
+    m.attributes.push(Attribute::flag("sendrecv"));
+    sdp.media.push(m);
+    sdp
+}
+
+/// The same fmtp with `octet-align` set to `octet_aligned` (RFC 4867 §8.1:
+/// absent means 0, so bandwidth-efficient drops the parameter).
+fn with_octet_align(fmtp: Option<&str>, octet_aligned: bool) -> Option<String> {
+    let mut params: Vec<String> = fmtp
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("octet-align"))
+        .map(str::to_owned)
+        .collect();
+    if octet_aligned {
+        params.insert(0, "octet-align=1".to_owned());
+    }
+    (!params.is_empty()).then(|| params.join(";"))
+}
+
+/// For every AMR/AMR-WB payload type of the first audio stream, adds a twin
+/// in the other payload mode on a free dynamic payload type, right after it,
+/// so the answerer may pick either mode and a relay converts between them
+/// (RFC 4867 §4.3/§4.4). Returns (twin PT, original PT) pairs.
+pub fn add_amr_mode_twins(offer: &mut SessionDescription) -> Vec<(u8, u8)> {
+    let mut pairs = Vec::new();
+    let Some(m) = offer
+        .media
+        .iter_mut()
+        .find(|m| m.media == "audio" && m.port != 0)
+    else {
+        return pairs;
+    };
+    let used: Vec<u8> = m.payload_types().collect();
+    let mut free = (96u8..=127).filter(|pt| !used.contains(pt));
+    let amr: Vec<CodecSpec> = m
+        .codecs()
+        .into_iter()
+        .filter(|c| c.name.eq_ignore_ascii_case("AMR") || c.name.eq_ignore_ascii_case("AMR-WB"))
+        .collect();
+    for c in amr {
+        let Some(pt) = free.next() else { break };
+        let octet_aligned = c.fmtp.as_deref().is_some_and(|f| {
+            f.split(';')
+                .any(|p| p.trim().eq_ignore_ascii_case("octet-align=1"))
+        });
+        let pos = m
+            .formats
+            .iter()
+            .position(|f| f == &c.payload_type.to_string())
+            .map_or(m.formats.len(), |p| p + 1);
+        m.formats.insert(pos, pt.to_string());
+        m.attributes.push(Attribute::new(
+            "rtpmap",
+            format!("{pt} {}/{}", c.name, c.clock_rate),
+        ));
+        if let Some(f) = with_octet_align(c.fmtp.as_deref(), !octet_aligned) {
+            m.attributes
+                .push(Attribute::new("fmtp", format!("{pt} {f}")));
+        }
+        pairs.push((pt, c.payload_type));
+    }
+    pairs
+}

@@ -653,3 +653,49 @@ fn anchoring_points_audio_at_the_relay_and_reads_destinations() {
     let hold = SessionDescription::parse(b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n").unwrap();
     assert_eq!(hold.audio_destination(), None);
 }
+
+#[test]
+fn fresh_offer_and_amr_mode_twins() {
+    let o = Origin::new(7, 1, "203.0.113.5".parse().unwrap());
+    let codecs = [
+        CodecSpec::amr(96, Some("octet-align=1;mode-set=7")),
+        CodecSpec::pcma(),
+        CodecSpec::telephone_event(101, 8000),
+    ];
+    let mut sdp = offer(o, "203.0.113.5".parse().unwrap(), 30000, &codecs);
+    let text = String::from_utf8(sdp.to_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains("m=audio 30000 RTP/AVP 96 8 101\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a=fmtp:96 octet-align=1;mode-set=7\r\n"),
+        "{text}"
+    );
+    // Round trip through the parser: a valid offer.
+    let parsed = SessionDescription::parse(text.as_bytes()).unwrap();
+    assert_eq!(parsed.media[0].codecs().len(), 3);
+
+    let pairs = add_amr_mode_twins(&mut sdp);
+    assert_eq!(pairs, vec![(97, 96)]);
+    let text = String::from_utf8(sdp.to_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains("m=audio 30000 RTP/AVP 96 97 8 101\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("a=rtpmap:97 AMR/8000\r\n"), "{text}");
+    assert!(
+        text.contains("a=fmtp:97 mode-set=7\r\n"),
+        "the twin is bandwidth-efficient: {text}"
+    );
+    // An answerer that only does bandwidth-efficient AMR now finds a match.
+    let caps = LocalCapabilities::new(
+        Origin::new(9, 1, "192.0.2.9".parse().unwrap()),
+        "192.0.2.9".parse().unwrap(),
+        vec![CodecSpec::amr(0, None)],
+        &[4000],
+    );
+    let answer = answer(&sdp, &caps).unwrap();
+    let n = check_answer(&sdp, &answer).unwrap();
+    assert_eq!(n.streams[0].codec.as_ref().unwrap().payload_type, 97);
+}

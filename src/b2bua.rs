@@ -20,6 +20,7 @@ use crate::config::{Router, TransportKind, Trunk};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use media::driver::{LegHandle, MediaDriver};
+use media::format::{Encoding, LegFormat};
 use media::relay::LegConfig;
 use sip::auth::Credentials;
 use sip::endpoint::{
@@ -101,6 +102,15 @@ struct Call {
     /// The voice codec B's answer chose (both legs carry it), for the
     /// relay's quality estimate.
     codec: Option<String>,
+    /// A and B share no codec: B was offered its trunk's codecs and the relay
+    /// transcodes.
+    transcoding: bool,
+    /// (twin PT, A's PT) for the AMR payload-mode twins offered to B.
+    amr_twins: Vec<(u8, u8)>,
+    /// What A's trunk allows, for answering A when transcoding.
+    inbound_codecs: Vec<String>,
+    /// Each side's payload format once negotiated, for the relay.
+    formats: Option<(Option<LegFormat>, Option<LegFormat>)>,
 }
 
 impl Call {
@@ -141,6 +151,12 @@ async fn media_update(
             }
             for leg in [a, b] {
                 let _ = media.set_codec(leg, call.codec.clone()).await;
+            }
+            // Formats that differ (AMR payload mode, payload type, or codec
+            // when transcoding) make the relay convert between the legs.
+            if let Some((fa, fb)) = call.formats.clone() {
+                let _ = media.set_format(a, fa).await;
+                let _ = media.set_format(b, fb).await;
             }
         }
     }
@@ -462,12 +478,22 @@ impl B2bua {
         let origin_b = self.origin();
         // Without an offer (late offer, RFC 3261 §13.2.1) B's 2xx will carry
         // one; it is filtered then, and the INVITE to B carries none either.
+        // When the two sides share no codec the relay transcodes: B gets a
+        // fresh offer of its trunk's codecs (built once B's relay port is known).
+        let mut transcoding = false;
+        let mut amr_twins = Vec::new();
         let mut b_offer = match &a_offer {
             None => None,
             Some(a_offer) => match sdp::filter_offer(a_offer, &allowed) {
                 Ok(mut o) => {
                     o.set_origin(origin_b.clone());
+                    // Let B pick either AMR payload mode; the relay converts.
+                    amr_twins = sdp::add_amr_mode_twins(&mut o);
                     Some(o)
+                }
+                Err(_) if can_transcode(a_offer, &inbound, &trunk) => {
+                    transcoding = true;
+                    None
                 }
                 Err(_) => {
                     self.metrics.call_ended(Outcome::Rejected.as_str());
@@ -486,6 +512,16 @@ impl B2bua {
                 return reject(ep, 503);
             }
         };
+        if transcoding {
+            let mut o = sdp::offer(
+                origin_b.clone(),
+                self.media_ip,
+                media_b.local().port(),
+                &trunk_codecs(&trunk),
+            );
+            amr_twins = sdp::add_amr_mode_twins(&mut o);
+            b_offer = Some(o);
+        }
         if let Some(o) = b_offer.as_mut() {
             o.anchor_audio(self.media_ip, media_b.local().port());
         }
@@ -549,6 +585,10 @@ impl B2bua {
                 media_b: Some(media_b),
                 bridged: false,
                 codec: None,
+                transcoding,
+                amr_twins,
+                inbound_codecs: inbound.codecs.clone(),
+                formats: None,
             },
         );
         self.legs.insert(leg, (id, Side::A));
@@ -598,18 +638,44 @@ impl B2bua {
     ) -> Option<(Bytes, Option<SocketAddr>)> {
         let b_sdp = parse_sdp(b_answer)?;
         let b_offer = call.b_offer.as_ref()?;
-        let negotiated = sdp::check_answer(b_offer, &b_sdp).ok()?;
+        let mut negotiated = sdp::check_answer(b_offer, &b_sdp).ok()?;
         call.codec = negotiated
             .streams
             .iter()
             .find(|s| !s.rejected)
             .and_then(|s| s.codec.as_ref())
             .map(|c| c.name.clone());
-        let caps =
-            sdp::LocalCapabilities::from_negotiated(call.origin_a.clone(), &negotiated).ok()?;
-        let mut answer = sdp::answer(call.a_offer.as_ref()?, &caps).ok()?;
+        let a_offer = call.a_offer.as_ref()?;
+        let mut answer = if call.transcoding {
+            // A is answered from A's own offer with what we can transcode.
+            let codecs = answerable_codecs(&call.inbound_codecs);
+            let caps =
+                sdp::LocalCapabilities::new(call.origin_a.clone(), self.media_ip, codecs, &[1]);
+            sdp::answer(a_offer, &caps).ok()?
+        } else {
+            // B may have picked an AMR payload-mode twin: A is answered in A's
+            // own mode (its original payload type), the relay converts.
+            for stream in &mut negotiated.streams {
+                let twin_of = stream
+                    .codec
+                    .as_ref()
+                    .and_then(|c| call.amr_twins.iter().find(|(t, _)| *t == c.payload_type))
+                    .map(|(_, original)| *original);
+                if let Some(original) = twin_of {
+                    stream.codec = a_offer
+                        .media
+                        .iter()
+                        .find_map(|m| m.codec(original).filter(|_| m.media == "audio"));
+                }
+            }
+            let caps =
+                sdp::LocalCapabilities::from_negotiated(call.origin_a.clone(), &negotiated).ok()?;
+            sdp::answer(a_offer, &caps).ok()?
+        };
         call.anchor(Side::A, &mut answer, self.media_ip);
         call.origin_a.sess_version = call.origin_a.sess_version.wrapping_add(1);
+        // B's answer names the one format B will use first (RFC 3264 §6.1).
+        call.formats = Some((leg_format(&answer), leg_format(&b_sdp)));
         Some((answer.to_bytes(), b_sdp.audio_destination()))
     }
 
@@ -1043,6 +1109,83 @@ impl B2bua {
             ep.hangup(leg, now);
         }
     }
+}
+
+/// The payload format of an SDP's first audio stream: its first voice codec,
+/// and telephone-event if present.
+fn leg_format(sdp: &SessionDescription) -> Option<LegFormat> {
+    let m = sdp
+        .media
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0)?;
+    let codecs = m.codecs();
+    let voice = codecs
+        .iter()
+        .find(|c| !c.is_telephone_event() && !c.is_comfort_noise())?;
+    Some(LegFormat {
+        payload_type: voice.payload_type,
+        encoding: Encoding::from_sdp(&voice.name, voice.clock_rate, voice.fmtp.as_deref()),
+        dtmf_payload_type: codecs
+            .iter()
+            .find(|c| c.is_telephone_event())
+            .map(|c| c.payload_type),
+    })
+}
+
+/// Transcoding is possible when A offers a codec we can decode (and A's
+/// trunk allows it) and B's trunk lists a codec we can encode.
+fn can_transcode(a_offer: &SessionDescription, inbound: &Trunk, outbound: &Trunk) -> bool {
+    const TRANSCODABLE: [&str; 5] = ["PCMA", "PCMU", "AMR", "AMR-WB", "opus"];
+    let supported = |name: &str| TRANSCODABLE.iter().any(|t| t.eq_ignore_ascii_case(name));
+    let a_side = a_offer
+        .media
+        .iter()
+        .filter(|m| m.media == "audio" && m.port != 0)
+        .flat_map(|m| m.codecs())
+        .any(|c| {
+            supported(&c.name)
+                && inbound
+                    .codecs
+                    .iter()
+                    .any(|i| i.eq_ignore_ascii_case(&c.name))
+        });
+    a_side && outbound.codecs.iter().any(|c| supported(c))
+}
+
+/// A fresh offer's codecs for a trunk, in its configured order (AMR offered
+/// bandwidth-efficient; `add_amr_mode_twins` adds octet-aligned).
+fn trunk_codecs(trunk: &Trunk) -> Vec<sdp::CodecSpec> {
+    trunk
+        .codecs
+        .iter()
+        .filter_map(|name| match name.to_ascii_lowercase().as_str() {
+            "pcma" => Some(sdp::CodecSpec::pcma()),
+            "pcmu" => Some(sdp::CodecSpec::pcmu()),
+            "amr" => Some(sdp::CodecSpec::amr(96, None)),
+            "amr-wb" => Some(sdp::CodecSpec::amr_wb(98, None)),
+            "opus" => Some(sdp::CodecSpec::opus(100)),
+            "telephone-event" => Some(sdp::CodecSpec::telephone_event(101, 8000)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What we can answer A with when transcoding, limited to A's trunk's list
+/// (payload types come from A's offer).
+fn answerable_codecs(allowed: &[String]) -> Vec<sdp::CodecSpec> {
+    let all = [
+        sdp::CodecSpec::pcma(),
+        sdp::CodecSpec::pcmu(),
+        sdp::CodecSpec::amr(0, Some("octet-align=1")),
+        sdp::CodecSpec::amr(0, None),
+        sdp::CodecSpec::amr_wb(0, Some("octet-align=1")),
+        sdp::CodecSpec::amr_wb(0, None),
+        sdp::CodecSpec::opus(0),
+        sdp::CodecSpec::telephone_event(0, 8000),
+    ];
+    all.into_iter()
+        .filter(|c| allowed.iter().any(|a| a.eq_ignore_ascii_case(&c.name)))
+        .collect()
 }
 
 /// The codecs both trunks of a call allow, in the outbound trunk's order.

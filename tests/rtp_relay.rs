@@ -590,3 +590,63 @@ fn rtp_bleed_is_blocked() {
         report()
     );
 }
+
+/// The caller's trunk speaks only PCMA, the callee's only PCMU: the switch
+/// offers the callee PCMU (a fresh offer on its relay port), answers the
+/// caller PCMA, and the relay transcodes both ways (A-law ⇄ µ-law through
+/// the transcoder). SIPp streams PCMA, the callee echoes what it gets.
+#[test]
+fn transcoded_call_relays_both_ways() {
+    const PACKETS: u64 = 75;
+    let s = Setup::new("rtp_transcoded");
+    let cfg = SwitchCfg::new(vec![
+        TrunkCfg::caller(s.uac.addr().to_string()).codecs(&["PCMA", "telephone-event"]),
+        TrunkCfg::callee(s.uas.addr().to_string()).codecs(&["PCMU", "telephone-event"]),
+    ]);
+    let sw = Switch::start(s.path(), &cfg);
+    let mut uas = SippCmd::new("uas", "uas_pcmu.xml", s.uas)
+        .args(&["-m", "1", "-rtp_echo", "-trace_msg"])
+        .timeout_s(30)
+        .spawn(s.path());
+    let mut uac = s.uac(&sw, 1, PACKETS, 1900);
+    let ctx = || sw.log_tail(40);
+    uac.expect_success(Duration::from_secs(40), &ctx);
+    uas.expect_success(Duration::from_secs(20), &ctx);
+
+    // Signalling: the callee was offered µ-law only, the caller answered A-law.
+    let invite = traced(&uas)
+        .into_iter()
+        .find(|m| !m.sent && m.is_request("INVITE"))
+        .expect("the uas got an INVITE");
+    assert!(
+        invite.text.contains("RTP/AVP 0 101"),
+        "the callee is offered PCMU (+ telephone-event) only:\n{}",
+        invite.text
+    );
+    let ok = traced(&uac)
+        .into_iter()
+        .find(|m| !m.sent && m.is_invite_200())
+        .expect("the uac got a 200");
+    assert!(
+        ok.text.contains("RTP/AVP 8"),
+        "the caller is answered PCMA:\n{}",
+        ok.text
+    );
+
+    // Media: every packet crossed the relay in both directions, transcoded.
+    let m = metrics_after_calls(&sw, 1);
+    let expected = 2 * PACKETS;
+    let relayed = counter(&m, "rtp_packets_relayed_total");
+    let report = || format!("{}\n{}\n{}", rtp_lines(&m), uac.report(), uas.report());
+    assert!(
+        relayed * 10 >= expected * 9 && relayed <= expected,
+        "relayed {relayed} of {expected} (PCMA -> PCMU -> echo -> PCMA):\n{}",
+        report()
+    );
+    let nonzero: Vec<_> = drops(&m).into_iter().filter(|(_, n)| *n > 0).collect();
+    assert!(
+        nonzero.is_empty(),
+        "unexpected drops {nonzero:?}:\n{}",
+        report()
+    );
+}

@@ -35,6 +35,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, LocalSet};
 
+use crate::format::LegFormat;
 use crate::relay::{
     Action, DropReason, LegConfig, LegCounters, LegId, Relay, RelayConfig, RelayError, RtcpOut,
     SocketKind,
@@ -231,6 +232,11 @@ enum Control {
         codec: Option<String>,
         reply: Reply<()>,
     },
+    Format {
+        leg: Key,
+        format: Option<LegFormat>,
+        reply: Reply<()>,
+    },
 }
 
 struct LoopHandle {
@@ -382,6 +388,24 @@ impl MediaDriver {
         self.request(leg.loop_index, |reply| Control::Codec {
             leg: key,
             codec,
+            reply,
+        })
+        .await
+    }
+
+    /// What the leg's endpoint sends and expects (see
+    /// [`Relay::set_format`]): between two legs with known, different
+    /// formats the relay remaps payload types, converts AMR payload modes
+    /// or transcodes.
+    pub async fn set_format(
+        &self,
+        leg: &LegHandle,
+        format: Option<LegFormat>,
+    ) -> Result<(), DriverError> {
+        let key = leg.key;
+        self.request(leg.loop_index, |reply| Control::Format {
+            leg: key,
+            format,
             reply,
         })
         .await
@@ -580,6 +604,17 @@ async fn control(state: &Shared, message: Control) {
             };
             let _ = reply.send(result);
         }
+        Control::Format { leg, format, reply } => {
+            let mut st = state.borrow_mut();
+            let result = if st.leg(leg).is_some() {
+                st.relay
+                    .set_format(leg.id, format)
+                    .map_err(DriverError::from)
+            } else {
+                Err(DriverError::UnknownLeg)
+            };
+            let _ = reply.send(result);
+        }
         Control::Close { leg, reply } => {
             let removed = {
                 let mut st = state.borrow_mut();
@@ -711,10 +746,12 @@ async fn socket_task(state: Shared, leg: LegId, socket: Rc<UdpSocket>, kind: Soc
         let Some(packet) = buf.get_mut(..len) else {
             continue;
         };
-        if let Some((out, to, out_leg)) = relay_packet(&state, leg, kind, source, packet, oversize)
+        if let Some((out, to, out_leg, built)) =
+            relay_packet(&state, leg, kind, source, packet, oversize)
         {
             // Slow path, rare: the output socket's readiness was not known yet.
-            if out.send_to(packet, to).await.is_err() {
+            let bytes = built.as_deref().unwrap_or(packet);
+            if out.send_to(bytes, to).await.is_err() {
                 state
                     .borrow_mut()
                     .relay
@@ -723,6 +760,12 @@ async fn socket_task(state: Shared, leg: LegId, socket: Rc<UdpSocket>, kind: Soc
         }
     }
 }
+
+/// What to send when the output socket was not ready: the socket, the
+/// destination, the output leg, and a copy of the packet when the relay
+/// built it (its buffer is reused by the next packet; `None`: the receive
+/// buffer, rewritten in place).
+type Pending = (Rc<UdpSocket>, SocketAddr, LegId, Option<Vec<u8>>);
 
 /// The per-packet step: decide, and send at once when the socket is ready.
 /// Returns the socket to await on only when it was not.
@@ -733,7 +776,7 @@ fn relay_packet(
     source: SocketAddr,
     packet: &mut [u8],
     oversize: bool,
-) -> Option<(Rc<UdpSocket>, SocketAddr, LegId)> {
+) -> Option<Pending> {
     let mut guard = state.borrow_mut();
     let st = &mut *guard;
     if oversize {
@@ -745,13 +788,18 @@ fn relay_packet(
         SocketKind::Rtp => st.relay.handle_rtp(leg, source, packet, now),
         SocketKind::Rtcp => st.relay.handle_rtcp(leg, source, packet, now),
     };
-    let Action::Forward {
-        out_leg,
-        to,
-        socket,
-    } = action
-    else {
-        return None;
+    let (out_leg, to, socket, built) = match action {
+        Action::Forward {
+            out_leg,
+            to,
+            socket,
+        } => (out_leg, to, socket, false),
+        Action::ForwardBuffer {
+            out_leg,
+            to,
+            socket,
+        } => (out_leg, to, socket, true),
+        Action::Consumed | Action::Drop(_) => return None,
     };
     let out = st
         .legs
@@ -765,9 +813,13 @@ fn relay_packet(
         st.relay.count_drop(out_leg, DropReason::SendFailed);
         return None;
     };
-    match out.try_send_to(packet, to) {
+    let bytes: &[u8] = if built { st.relay.output() } else { packet };
+    match out.try_send_to(bytes, to) {
         Ok(_) => None,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some((Rc::clone(out), to, out_leg)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let copy = built.then(|| bytes.to_vec());
+            Some((Rc::clone(out), to, out_leg, copy))
+        }
         Err(e) => {
             tracing::trace!(error = %e, %to, "media send failed");
             st.relay.count_drop(out_leg, DropReason::SendFailed);
@@ -1160,6 +1212,90 @@ mod tests {
         d.close_leg(h).await.unwrap();
         d.close_leg(hm).await.unwrap();
         assert_eq!(d.ports_available(), 2);
+        d.shutdown();
+    }
+
+    /// Phone A talks AMR-NB (octet-aligned), phone B PCMA: the relay
+    /// transcodes, and B hears the tone A sent.
+    #[cfg(feature = "transcode")]
+    #[tokio::test]
+    async fn amr_phone_to_pcma_phone_is_transcoded() {
+        use crate::format::Encoding;
+        use crate::payload::{amr, g711};
+        use crate::transcode::AmrNbEncoder;
+
+        let d = driver(31140, 31159, 1);
+        let (pa, pb) = (phone().await, phone().await);
+        let (ha, la) = d
+            .open_leg(9, leg(Some(pa.local_addr().unwrap())))
+            .await
+            .unwrap();
+        let (hb, _) = d
+            .open_leg(9, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        d.bridge(&ha, &hb).await.unwrap();
+        let amr = LegFormat {
+            payload_type: 96,
+            encoding: Encoding::Amr {
+                wideband: false,
+                octet_aligned: true,
+            },
+            dtmf_payload_type: None,
+        };
+        let pcma = LegFormat {
+            payload_type: 8,
+            encoding: Encoding::Pcma,
+            dtmf_payload_type: None,
+        };
+        d.set_format(&ha, Some(amr)).await.unwrap();
+        d.set_format(&hb, Some(pcma)).await.unwrap();
+
+        let mut enc = AmrNbEncoder::new(false).unwrap();
+        let mut heard = Vec::new();
+        for i in 0..50u16 {
+            let pcm: Vec<i16> = (0..160)
+                .map(|n| {
+                    let t = f64::from(u32::from(i) * 160 + n) / 8000.0;
+                    (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+                })
+                .collect();
+            let storage = enc.encode(7, pcm.as_slice().try_into().unwrap()).unwrap();
+            let (ft, q) = ((storage[0] >> 3) & 0x0F, storage[0] & 0x04 != 0);
+            let mut payload = Vec::new();
+            amr::build(
+                amr::AmrKind::Nb,
+                amr::PayloadMode::OctetAligned,
+                15,
+                &[(ft, q, &storage[1..])],
+                &mut payload,
+            )
+            .unwrap();
+            let mut p = Vec::new();
+            rtp::write(&mut p, false, 96, i, u32::from(i) * 160, 0xA, &payload);
+            pa.send_to(&p, la).await.unwrap();
+            let (p, _) = recv(&pb, 2000).await.expect("PCMA to B");
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!((h.payload_type, h.ssrc, h.payload_len), (8, hb.ssrc(), 160));
+            g711::decode_alaw(h.payload(&p), &mut heard);
+        }
+        // Zero crossings (with hysteresis) after the codecs settled.
+        let tail = &heard[160 * 5..];
+        let rms =
+            (tail.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+        let (mut positive, mut crossings) = (None, 0u32);
+        for &s in tail {
+            let s = f64::from(s);
+            if let Some(now) = (s.abs() > rms * 0.3).then_some(s > 0.0) {
+                crossings += u32::from(positive.is_some_and(|p| p != now));
+                positive = Some(now);
+            }
+        }
+        let f = f64::from(crossings) / 2.0 / (tail.len() as f64 / 8000.0);
+        assert!((396.0..=484.0).contains(&f), "{f} Hz");
+        assert!(rms > 8000.0 / 2f64.sqrt() / 2.0, "rms {rms}");
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
         d.shutdown();
     }
 

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "tokio")]
 pub mod driver;
+pub mod format;
 pub mod payload;
 pub mod playback;
 pub mod relay;

@@ -17,6 +17,30 @@
 //! Per packet there is no allocation, no lock and no hashing: a leg is an
 //! index into a `Vec`, and the header is rewritten in the receive buffer.
 //!
+//! Formats ([`Relay::set_format`]): while either leg's format is unknown, or
+//! both are equal, packets take the path above untouched. Otherwise, per
+//! packet:
+//!
+//! ```text
+//!  same encoding, other PT ─────▶ PT rewritten in place      ─▶ Forward
+//!  RFC 4733 event ──────────────▶ PT = peer's event PT, in place (or
+//!                                 dropped: NoDtmf)            ─▶ Forward
+//!  AMR ⇄ AMR, other payload mode ▶ amr::convert into scratch  ─▶ ForwardBuffer
+//!  other encodings ─────────────▶ Transcoder of the direction ─▶ ForwardBuffer
+//!                                 (no `transcode` feature: NoTranscoder)
+//! ```
+//!
+//! `ForwardBuffer` packets are built in a buffer the relay owns
+//! ([`Relay::output`]) with a minimal header (no CSRC, no extension), and
+//! the converting paths reuse their buffers, so they too stop allocating
+//! once warmed up (`AmrPayload::parse` aside, on the transcoding path). A
+//! transcoded direction runs its own output timeline in the output codec's
+//! clock (sequence + 1 per packet, timestamp + what the transcoder
+//! produced); events on it are placed relative to the last audio packet.
+//! Not done: rescaling an event's duration field or its timestamp when the
+//! telephone-event clock differs from the audio clock, and silence gaps
+//! (DTX) of the input are not reproduced on a transcoded output.
+//!
 //! Quality and RTCP, per leg:
 //!
 //! ```text
@@ -42,6 +66,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use crate::format::{Encoding, LegFormat};
+use crate::payload::amr::{self, AmrKind, PayloadMode};
 use crate::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo, VoipMetrics};
 use crate::rtp::{self, RtpError, RtpHeader};
 use crate::stats::{CodecImpairment, PeerReport, QualitySnapshot, ReceiveStats, RttStats};
@@ -188,8 +214,17 @@ pub enum Action {
         to: SocketAddr,
         socket: SocketKind,
     },
+    /// Send [`Relay::output`] (a packet the relay built: the payload was
+    /// converted or transcoded, so it is not in the receive buffer) out of
+    /// `out_leg`'s `socket` to `to`. Valid until the next call into the relay.
+    ForwardBuffer {
+        out_leg: LegId,
+        to: SocketAddr,
+        socket: SocketKind,
+    },
     /// The packet was for the relay itself (RTCP, terminated on the leg it
-    /// arrived on and read into that leg's statistics): nothing to send.
+    /// arrived on and read into that leg's statistics), or it was taken in
+    /// by a transcoder that has no whole output frame yet: nothing to send.
     Consumed,
     /// Drop it; it has been counted on the receiving leg under `reason`.
     Drop(DropReason),
@@ -214,11 +249,18 @@ pub enum DropReason {
     Oversize,
     /// The send system call failed (counted on the output leg by the driver).
     SendFailed,
+    /// The legs' encodings differ and no transcoder exists for the pair
+    /// (built without the `transcode` feature, or an encoding it lacks).
+    NoTranscoder,
+    /// A payload that had to be converted or transcoded was malformed.
+    BadPayload,
+    /// An RFC 4733 event for a leg that negotiated no telephone-event.
+    NoDtmf,
 }
 
 impl DropReason {
     /// Number of distinct counters (each `RtpError` is its own).
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in counter order (for exporting metrics).
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -233,6 +275,9 @@ impl DropReason {
         DropReason::UnknownLeg,
         DropReason::Oversize,
         DropReason::SendFailed,
+        DropReason::NoTranscoder,
+        DropReason::BadPayload,
+        DropReason::NoDtmf,
     ];
 
     /// Position of this reason's counter in [`LegCounters::dropped_by_reason`].
@@ -249,6 +294,9 @@ impl DropReason {
             DropReason::UnknownLeg => 8,
             DropReason::Oversize => 9,
             DropReason::SendFailed => 10,
+            DropReason::NoTranscoder => 11,
+            DropReason::BadPayload => 12,
+            DropReason::NoDtmf => 13,
         }
     }
 
@@ -262,6 +310,9 @@ impl DropReason {
             DropReason::UnknownLeg => "unknown_leg",
             DropReason::Oversize => "oversize",
             DropReason::SendFailed => "send_failed",
+            DropReason::NoTranscoder => "no_transcoder",
+            DropReason::BadPayload => "payload_malformed",
+            DropReason::NoDtmf => "dtmf_not_negotiated",
         }
     }
 }
@@ -504,6 +555,13 @@ impl OutStream {
         Some(self.max_ts.wrapping_add(ticks))
     }
 
+    /// Makes the next packet start a new input: the stream carries on from
+    /// the last packet sent, whatever the next input's numbering (a switch
+    /// between forwarding and transcoding changes the input timeline).
+    fn restart(&mut self) {
+        self.input = None;
+    }
+
     /// Output (sequence, timestamp) for an input packet.
     fn map(&mut self, h: &RtpHeader, now: Instant) -> (u16, u32) {
         if self.input != Some(h.ssrc) {
@@ -637,7 +695,7 @@ impl Quality {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Leg {
     cfg: LegConfig,
     peer: Option<LegId>,
@@ -650,6 +708,11 @@ struct Leg {
     /// Relay-wide unique per `add_leg`, so a timer of a removed leg never
     /// fires for the leg that reuses its slot.
     epoch: u64,
+    /// What the endpoint sends and expects (`None`: unknown, forward as is).
+    format: Option<LegFormat>,
+    /// State of the transcoded direction from this leg to its peer, when
+    /// their encodings differ (boxed: most legs never have one).
+    transcoded: Option<Box<Transcoded>>,
 }
 
 impl Leg {
@@ -832,6 +895,11 @@ pub struct Relay {
     /// entries of removed legs are skipped when they come up.
     timers: BinaryHeap<Reverse<(Instant, u32, u64)>>,
     next_epoch: u64,
+    /// The packet of the last [`Action::ForwardBuffer`]; reused, so the
+    /// converting paths allocate nothing once it has grown.
+    output: Vec<u8>,
+    /// Intermediate payloads of the converting paths, reused likewise.
+    scratch: Vec<u8>,
 }
 
 impl Relay {
@@ -843,6 +911,8 @@ impl Relay {
             unknown_leg_drops: 0,
             timers: BinaryHeap::new(),
             next_epoch: 0,
+            output: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -867,6 +937,8 @@ impl Relay {
             quality,
             epoch,
             cfg,
+            format: None,
+            transcoded: None,
         };
         let id = match self.free.pop() {
             Some(id) if self.legs.get(id as usize).is_some() => {
@@ -904,6 +976,8 @@ impl Relay {
         if let Some(l) = self.leg_mut(b) {
             l.peer = Some(a);
         }
+        self.prepare(a);
+        self.prepare(b);
         Ok(())
     }
 
@@ -949,6 +1023,74 @@ impl Relay {
         l.quality.codec = codec_impairment(codec.as_deref());
         l.cfg.codec = codec;
         Ok(())
+    }
+
+    /// Tells the relay what the leg's endpoint sends and expects (from the
+    /// negotiated SDP); `None` forgets it. Packets between two legs whose
+    /// formats are known and differ are adapted: payload type rewritten,
+    /// RFC 4733 events mapped to the peer's telephone-event type, AMR
+    /// converted between payload modes, other encodings transcoded (feature
+    /// `transcode`; without it such packets are dropped as
+    /// [`DropReason::NoTranscoder`]). A known format also sets the leg's
+    /// clock rate to the encoding's.
+    pub fn set_format(&mut self, leg: LegId, format: Option<LegFormat>) -> Result<(), RelayError> {
+        let l = self.leg_mut(leg).ok_or(RelayError::UnknownLeg(leg))?;
+        if l.format == format {
+            return Ok(());
+        }
+        if let Some(f) = &format {
+            let rate = f.encoding.clock_rate();
+            if rate != 0 && rate != l.cfg.clock_rate {
+                l.cfg.clock_rate = rate;
+                l.out.clock_rate = rate;
+                l.out.frame = (rate / 50).max(1);
+                // Jitter in the old clock's units means nothing in the new one.
+                l.quality.rx = ReceiveStats::new(rate);
+            }
+        }
+        l.format = format;
+        let peer = l.peer;
+        self.prepare(leg);
+        if let Some(peer) = peer {
+            self.prepare(peer);
+        }
+        Ok(())
+    }
+
+    /// The packet of the last [`Action::ForwardBuffer`].
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Sets up (or tears down) the transcoded direction from `leg` to its
+    /// peer for their current formats, so codec states are created on the
+    /// control path rather than by the first packet. When the direction
+    /// switches between forwarding and transcoding the peer's output stream
+    /// is re-anchored, so its sequence numbers and timestamps stay continuous.
+    fn prepare(&mut self, leg: LegId) {
+        let Some(l) = self.leg(leg) else { return };
+        let peer = l.peer;
+        let pair = match (&l.format, peer.and_then(|p| self.leg(p)).map(|p| &p.format)) {
+            (Some(x), Some(Some(y))) if is_transcoded(x, y) => Some((x.clone(), y.clone())),
+            _ => None,
+        };
+        let was = l.transcoded.is_some();
+        let keep = matches!(
+            (&l.transcoded, &pair),
+            (Some(t), Some((x, y))) if t.from == *x && t.to == *y
+        );
+        if !keep {
+            let state = pair.map(|(x, y)| Box::new(Transcoded::new(x, y)));
+            if let Some(l) = self.leg_mut(leg) {
+                l.transcoded = state;
+            }
+        }
+        let now = self.leg(leg).is_some_and(|l| l.transcoded.is_some());
+        if was != now {
+            if let Some(p) = peer.and_then(|p| self.leg_mut(p)) {
+                p.out.restart();
+            }
+        }
     }
 
     /// Removes a leg, unbridging its peer; its id may be reused.
@@ -1108,6 +1250,8 @@ impl Relay {
         if !l.rtp.accept(source, l.cfg.symmetric, now, &cfg) {
             return drop_on(l, DropReason::NotLatched);
         }
+        // Cheap copy (no heap), so the peer can be borrowed below.
+        let in_format = l.format.clone();
         let c = &mut l.counters;
         c.rtp_in += 1;
         c.bytes_in += packet.len() as u64;
@@ -1131,8 +1275,18 @@ impl Relay {
         let Some(to) = out.rtp.destination() else {
             return self.drop_no_peer(leg);
         };
+        // Unknown or identical formats (the common case) cost one comparison.
+        let payload_type = match (&in_format, &out.format) {
+            (Some(x), Some(y)) if x != y => match route(x, y, h.payload_type) {
+                Route::Pass => h.payload_type,
+                Route::Remap(pt) => pt,
+                Route::Drop(reason) => return self.count_and_drop(leg, reason),
+                slow => return self.forward_converted(leg, peer, to, &h, packet, slow, now),
+            },
+            _ => h.payload_type,
+        };
         let (seq, ts) = out.out.map(&h, now);
-        if !rtp::rewrite(packet, h.payload_type, seq, ts, out.out.ssrc) {
+        if !rtp::rewrite(packet, payload_type, seq, ts, out.out.ssrc) {
             // Unreachable after a successful parse; counted, never a panic.
             return self.count_and_drop(leg, DropReason::Malformed(RtpError::Truncated));
         }
@@ -1140,6 +1294,104 @@ impl Relay {
         out.counters.bytes_out += packet.len() as u64;
         out.out.payload_octets += h.payload_len as u64;
         Action::Forward {
+            out_leg: peer,
+            to,
+            socket: SocketKind::Rtp,
+        }
+    }
+
+    /// The packet path when the payload changes between the legs (AMR mode
+    /// conversion, transcoding) or the timeline does (events on a
+    /// transcoded direction). The output is built in `self.output`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_converted(
+        &mut self,
+        leg: LegId,
+        peer: LegId,
+        to: SocketAddr,
+        h: &RtpHeader,
+        packet: &mut [u8],
+        route: Route,
+        now: Instant,
+    ) -> Action {
+        if let Route::Transcode | Route::TranscodedEvent(_) = route {
+            let stale = match (self.leg(leg), self.leg(peer)) {
+                (Some(x), Some(y)) => match (&x.transcoded, &x.format, &y.format) {
+                    (Some(t), Some(xf), Some(yf)) => t.from != *xf || t.to != *yf,
+                    _ => true,
+                },
+                _ => true,
+            };
+            if stale {
+                self.prepare(leg);
+            }
+        }
+        let Some((x, y)) = two_legs(&mut self.legs, leg, peer) else {
+            return self.drop_no_peer(leg);
+        };
+        let (Some(y_format), Some(_)) = (&y.format, &x.format) else {
+            return drop_on(x, DropReason::NoPeer);
+        };
+        let y_pt = y_format.payload_type;
+        let payload = h.payload(packet);
+        let mapped = match route {
+            Route::ConvertAmr { kind, from, to } => {
+                if amr::convert(kind, from, to, payload, &mut self.scratch).is_err() {
+                    return drop_on(x, DropReason::BadPayload);
+                }
+                Some((y_pt, y.out.map(h, now)))
+            }
+            Route::TranscodedEvent(pt) => {
+                let Some(t) = x.transcoded.as_deref_mut() else {
+                    return drop_on(x, DropReason::NoTranscoder);
+                };
+                let synthetic = t.event(h, x.cfg.clock_rate, y.cfg.clock_rate);
+                let (seq, ts) = y.out.map(&synthetic, now);
+                // Same payload: rewritten in place like a pass-through.
+                if !rtp::rewrite(packet, pt, seq, ts, y.out.ssrc) {
+                    return drop_on(x, DropReason::Malformed(RtpError::Truncated));
+                }
+                y.counters.rtp_out += 1;
+                y.counters.bytes_out += packet.len() as u64;
+                y.out.payload_octets += h.payload_len as u64;
+                return Action::Forward {
+                    out_leg: peer,
+                    to,
+                    socket: SocketKind::Rtp,
+                };
+            }
+            Route::Transcode => {
+                let Some(t) = x.transcoded.as_deref_mut() else {
+                    return drop_on(x, DropReason::NoTranscoder);
+                };
+                match t.audio(h, payload, &mut self.scratch) {
+                    Err(reason) => return drop_on(x, reason),
+                    Ok(None) => None,
+                    Ok(Some(synthetic)) => Some((y_pt, y.out.map(&synthetic, now))),
+                }
+            }
+            Route::Pass | Route::Remap(_) | Route::Drop(_) => {
+                // Handled by the caller; never routed here.
+                return drop_on(x, DropReason::NoPeer);
+            }
+        };
+        let Some((pt, (seq, ts))) = mapped else {
+            return Action::Consumed;
+        };
+        self.output.clear();
+        rtp::write(
+            &mut self.output,
+            h.marker,
+            pt,
+            seq,
+            ts,
+            y.out.ssrc,
+            &self.scratch,
+        );
+        y.counters.rtp_out += 1;
+        y.counters.bytes_out += self.output.len() as u64;
+        y.out.payload_octets += self.scratch.len() as u64;
+        Action::ForwardBuffer {
             out_leg: peer,
             to,
             socket: SocketKind::Rtp,
@@ -1209,6 +1461,341 @@ impl Relay {
 fn drop_on(leg: &mut Leg, reason: DropReason) -> Action {
     leg.counters.count_drop(reason);
     Action::Drop(reason)
+}
+
+/// How a packet crosses between two legs whose formats differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Unchanged (a payload type both sides share, e.g. comfort noise).
+    Pass,
+    /// In place, with this payload type.
+    Remap(u8),
+    Drop(DropReason),
+    /// AMR payload-mode conversion, same codec.
+    ConvertAmr {
+        kind: AmrKind,
+        from: PayloadMode,
+        to: PayloadMode,
+    },
+    /// Audio through the direction's transcoder.
+    Transcode,
+    /// An RFC 4733 event on a transcoded direction: same payload with this
+    /// payload type, on the transcoded output's timeline.
+    TranscodedEvent(u8),
+}
+
+fn payload_mode(octet_aligned: bool) -> PayloadMode {
+    if octet_aligned {
+        PayloadMode::OctetAligned
+    } else {
+        PayloadMode::BandwidthEfficient
+    }
+}
+
+/// Whether audio from `x` to `y` needs decoding (AMR of either payload
+/// mode to the same AMR codec does not).
+fn is_transcoded(x: &LegFormat, y: &LegFormat) -> bool {
+    match (x.encoding, y.encoding) {
+        (Encoding::Amr { wideband: a, .. }, Encoding::Amr { wideband: b, .. }) => a != b,
+        (a, b) => a != b,
+    }
+}
+
+/// The route of a packet of payload type `pt` from a leg in format `x` to
+/// one in format `y` (`x != y`).
+fn route(x: &LegFormat, y: &LegFormat, pt: u8) -> Route {
+    let transcoded = is_transcoded(x, y);
+    if x.dtmf_payload_type == Some(pt) {
+        return match y.dtmf_payload_type {
+            None => Route::Drop(DropReason::NoDtmf),
+            Some(d) if transcoded => Route::TranscodedEvent(d),
+            Some(d) => Route::Remap(d),
+        };
+    }
+    if pt != x.payload_type {
+        // Something else the peer offered (comfort noise...): fine between
+        // identical codecs, meaningless to the other codec's decoder.
+        return if x.encoding == y.encoding {
+            Route::Pass
+        } else {
+            Route::Drop(DropReason::PayloadType)
+        };
+    }
+    match (x.encoding, y.encoding) {
+        (a, b) if a == b => Route::Remap(y.payload_type),
+        (
+            Encoding::Amr {
+                wideband,
+                octet_aligned: from,
+            },
+            Encoding::Amr {
+                octet_aligned: to, ..
+            },
+        ) if !transcoded => Route::ConvertAmr {
+            kind: if wideband { AmrKind::Wb } else { AmrKind::Nb },
+            from: payload_mode(from),
+            to: payload_mode(to),
+        },
+        _ => Route::Transcode,
+    }
+}
+
+/// Both legs, mutably (`x` is `a`'s); `None` if either is missing or they
+/// are the same leg.
+fn two_legs(legs: &mut [Option<Leg>], a: LegId, b: LegId) -> Option<(&mut Leg, &mut Leg)> {
+    let (i, j) = (a.index(), b.index());
+    let (low, high) = (i.min(j), i.max(j));
+    if i == j || high >= legs.len() {
+        return None;
+    }
+    let (left, right) = legs.split_at_mut(high);
+    let lo = left.get_mut(low)?.as_mut()?;
+    let hi = right.first_mut()?.as_mut()?;
+    Some(if i < j { (lo, hi) } else { (hi, lo) })
+}
+
+/// Lost input packets concealed at most per gap: beyond ~100 ms the
+/// decoder's extrapolation is noise, and a long gap must not cost a burst
+/// of codec work.
+#[cfg(feature = "transcode")]
+const MAX_CONCEALED: u16 = 5;
+
+/// AMR frames one transcoder output may hold: 120 ms of input plus a frame
+/// left over in its FIFO.
+#[cfg(feature = "transcode")]
+const MAX_OUT_FRAMES: usize = 8;
+
+/// One transcoded direction (`from` → `to`), owned by the input leg. Its
+/// output is a timeline of its own, in the output codec's clock: the
+/// sequence number moves on by one per packet (and per lost input packet),
+/// the timestamp by what the transcoder produced; `OutStream::map` then
+/// maps it onto the leg's output stream like any input.
+#[derive(Debug)]
+struct Transcoded {
+    from: LegFormat,
+    to: LegFormat,
+    #[cfg(feature = "transcode")]
+    codec: Option<crate::transcode::Transcoder>,
+    /// Input AMR frames in storage format (the transcoder's input).
+    #[cfg(feature = "transcode")]
+    storage: Vec<u8>,
+    /// One AMR frame's speech bits.
+    #[cfg(feature = "transcode")]
+    frame: Vec<u8>,
+    /// The transcoder's output payload.
+    #[cfg(feature = "transcode")]
+    coded: Vec<u8>,
+    /// The last input packet: SSRC and sequence number (loss detection).
+    last_in: Option<(u32, u16)>,
+    /// Next output (sequence, timestamp) of this direction's timeline.
+    next: Option<(u16, u32)>,
+    /// The last audio packet's input timestamp and output timestamp: where
+    /// events are placed on the output timeline.
+    anchor: Option<(u32, u32)>,
+}
+
+impl Transcoded {
+    fn new(from: LegFormat, to: LegFormat) -> Transcoded {
+        #[cfg(feature = "transcode")]
+        let codec = match (codec_of(from.encoding), codec_of(to.encoding)) {
+            (Some(a), Some(b)) => crate::transcode::Transcoder::new(a, b).ok(),
+            _ => None,
+        };
+        Transcoded {
+            from,
+            to,
+            #[cfg(feature = "transcode")]
+            codec,
+            #[cfg(feature = "transcode")]
+            storage: Vec::new(),
+            #[cfg(feature = "transcode")]
+            frame: Vec::new(),
+            #[cfg(feature = "transcode")]
+            coded: Vec::new(),
+            last_in: None,
+            next: None,
+            anchor: None,
+        }
+    }
+
+    /// The next output position, starting from the first input packet's.
+    fn take_next(&mut self, h: &RtpHeader, advance: u32) -> (u16, u32) {
+        take_next(&mut self.next, h, advance)
+    }
+
+    /// Lost input packets since the last one (0 for the first, a new
+    /// source, or a late packet), and records `h` as the last.
+    fn lost_before(&mut self, h: &RtpHeader) -> u16 {
+        let gap = match self.last_in {
+            Some((ssrc, seq)) if ssrc == h.ssrc => h.sequence.wrapping_sub(seq),
+            _ => 1,
+        };
+        if gap == 0 || gap >= 0x8000 {
+            // Duplicate or late: the newest stays the reference.
+            return 0;
+        }
+        self.last_in = Some((h.ssrc, h.sequence));
+        gap - 1
+    }
+
+    /// The synthetic header of an RFC 4733 event packet: its timestamp is
+    /// placed relative to the last audio packet, scaled between the audio
+    /// clocks (the event's own duration field is not rescaled; see the
+    /// module notes).
+    fn event(&mut self, h: &RtpHeader, from_rate: u32, to_rate: u32) -> RtpHeader {
+        let _ = self.lost_before(h);
+        let ts = match self.anchor {
+            Some((in_ts, out_ts)) if from_rate != 0 => {
+                let delta = i64::from(h.timestamp.wrapping_sub(in_ts) as i32);
+                let scaled = delta * i64::from(to_rate) / i64::from(from_rate);
+                out_ts.wrapping_add(scaled as i32 as u32)
+            }
+            _ => self.next.map_or(h.timestamp, |(_, ts)| ts),
+        };
+        let (seq, _) = self.take_next(h, 0);
+        RtpHeader {
+            sequence: seq,
+            timestamp: ts,
+            ..*h
+        }
+    }
+
+    /// Transcodes one audio payload into `out`; the synthetic header of the
+    /// output packet, or `None` when the transcoder has no whole frame yet.
+    #[cfg(not(feature = "transcode"))]
+    fn audio(
+        &mut self,
+        _h: &RtpHeader,
+        _payload: &[u8],
+        _out: &mut Vec<u8>,
+    ) -> Result<Option<RtpHeader>, DropReason> {
+        Err(DropReason::NoTranscoder)
+    }
+
+    /// Transcodes one audio payload into `out`; the synthetic header of the
+    /// output packet, or `None` when the transcoder has no whole frame yet.
+    #[cfg(feature = "transcode")]
+    fn audio(
+        &mut self,
+        h: &RtpHeader,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<RtpHeader>, DropReason> {
+        let lost = self.lost_before(h);
+        let Some(codec) = self.codec.as_mut() else {
+            return Err(DropReason::NoTranscoder);
+        };
+        // Run the decoder's concealment for what was lost, so the next
+        // frame decodes from a plausible state. One input packet gives at
+        // most one output packet, so the concealed audio itself is not
+        // sent: the output shows the same gap (sequence and timestamp move
+        // on) and the far end conceals it as it would have without us.
+        for _ in 0..lost.min(MAX_CONCEALED) {
+            let advance = codec.conceal(&mut self.coded);
+            if advance > 0 {
+                let _ = take_next(&mut self.next, h, u32::try_from(advance).unwrap_or(0));
+            }
+        }
+        let input: &[u8] = match self.from.encoding {
+            Encoding::Amr {
+                wideband,
+                octet_aligned,
+            } => {
+                let kind = if wideband { AmrKind::Wb } else { AmrKind::Nb };
+                let parsed = amr::AmrPayload::parse(kind, payload_mode(octet_aligned), payload)
+                    .map_err(|_| DropReason::BadPayload)?;
+                self.storage.clear();
+                for (i, f) in parsed.frames.iter().enumerate() {
+                    parsed
+                        .frame_data(i, &mut self.frame)
+                        .ok_or(DropReason::BadPayload)?;
+                    self.storage.push((f.ft << 3) | (u8::from(f.q) << 2));
+                    self.storage.extend_from_slice(&self.frame);
+                }
+                &self.storage
+            }
+            _ => payload,
+        };
+        let advance = codec
+            .transcode(input, &mut self.coded)
+            .map_err(|_| DropReason::BadPayload)?;
+        let advance = u32::try_from(advance).unwrap_or(0);
+        if advance == 0 || self.coded.is_empty() {
+            return Ok(None);
+        }
+        match self.to.encoding {
+            Encoding::Amr {
+                wideband,
+                octet_aligned,
+            } => build_amr(wideband, octet_aligned, &self.coded, out)?,
+            _ => {
+                out.clear();
+                out.extend_from_slice(&self.coded);
+            }
+        }
+        let (seq, ts) = take_next(&mut self.next, h, advance);
+        self.anchor = Some((h.timestamp, ts));
+        Ok(Some(RtpHeader {
+            sequence: seq,
+            timestamp: ts,
+            payload_len: out.len(),
+            ..*h
+        }))
+    }
+}
+
+fn take_next(next: &mut Option<(u16, u32)>, h: &RtpHeader, advance: u32) -> (u16, u32) {
+    let (seq, ts) = next.unwrap_or((h.sequence, h.timestamp));
+    *next = Some((seq.wrapping_add(1), ts.wrapping_add(advance)));
+    (seq, ts)
+}
+
+/// The transcoder's codec for an encoding, encoding AMR at its highest
+/// rate (12.2 / 23.85 kbit/s: a transcoded leg has already lost quality
+/// once); `None` for encodings it does not handle.
+#[cfg(feature = "transcode")]
+fn codec_of(e: Encoding) -> Option<crate::transcode::Codec> {
+    use crate::transcode::Codec;
+    Some(match e {
+        Encoding::Pcmu => Codec::Pcmu,
+        Encoding::Pcma => Codec::Pcma,
+        Encoding::Amr {
+            wideband: false, ..
+        } => Codec::AmrNb { mode: 7 },
+        Encoding::Amr { wideband: true, .. } => Codec::AmrWb { mode: 8 },
+        Encoding::Opus => Codec::Opus,
+        Encoding::Other { .. } => return None,
+    })
+}
+
+/// An RFC 4867 payload (no CMR) from storage-format frames back to back.
+#[cfg(feature = "transcode")]
+fn build_amr(
+    wideband: bool,
+    octet_aligned: bool,
+    storage: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), DropReason> {
+    let (kind, len_of): (AmrKind, fn(u8) -> Option<usize>) = if wideband {
+        (AmrKind::Wb, crate::transcode::amr_wb_frame_len)
+    } else {
+        (AmrKind::Nb, crate::transcode::amr_nb_frame_len)
+    };
+    let mut frames: [(u8, bool, &[u8]); MAX_OUT_FRAMES] = [(0, false, &[]); MAX_OUT_FRAMES];
+    let mut n = 0;
+    let mut rest = storage;
+    while let Some(&header) = rest.first() {
+        let len = len_of(header).ok_or(DropReason::BadPayload)?;
+        let frame = rest.get(1..len).ok_or(DropReason::BadPayload)?;
+        let slot = frames.get_mut(n).ok_or(DropReason::BadPayload)?;
+        *slot = ((header >> 3) & 0x0F, header & 0x04 != 0, frame);
+        n += 1;
+        rest = rest.get(len..).unwrap_or_default();
+    }
+    let frames = frames.get(..n).unwrap_or_default();
+    // CMR 15: no mode request (the transcoder picks its own rate).
+    amr::build(kind, payload_mode(octet_aligned), 15, frames, out)
+        .map_err(|_| DropReason::BadPayload)
 }
 
 /// A packet as the caller classified it.
@@ -2245,5 +2832,441 @@ mod tests {
             best = best.min(start.elapsed().as_nanos() / u128::from(n));
         }
         println!("handle_rtp: {best} ns/packet (best of 7 rounds)");
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn addr(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), port)
+    }
+
+    const AMR_BE: Encoding = Encoding::Amr {
+        wideband: false,
+        octet_aligned: false,
+    };
+    const AMR_OA: Encoding = Encoding::Amr {
+        wideband: false,
+        octet_aligned: true,
+    };
+
+    fn fmt(payload_type: u8, encoding: Encoding, dtmf: Option<u8>) -> LegFormat {
+        LegFormat {
+            payload_type,
+            encoding,
+            dtmf_payload_type: dtmf,
+        }
+    }
+
+    struct Call {
+        relay: Relay,
+        a: LegId,
+        b: LegId,
+        t0: Instant,
+    }
+
+    /// Phone A (192.0.2.1:4000) in format `fa` bridged to phone B
+    /// (192.0.2.2:5000) in format `fb`.
+    fn call(fa: Option<LegFormat>, fb: Option<LegFormat>) -> Call {
+        let t0 = Instant::now();
+        let mut relay = Relay::new(RelayConfig::default());
+        let a = relay.add_leg(
+            LegConfig {
+                remote: Some(addr(1, 4000)),
+                ..LegConfig::new(addr(100, 30000))
+            },
+            t0,
+        );
+        let b = relay.add_leg(
+            LegConfig {
+                remote: Some(addr(2, 5000)),
+                ..LegConfig::new(addr(100, 30002))
+            },
+            t0,
+        );
+        relay.bridge(a, b).unwrap();
+        relay.set_format(a, fa).unwrap();
+        relay.set_format(b, fb).unwrap();
+        Call { relay, a, b, t0 }
+    }
+
+    fn packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        rtp::write(&mut p, false, pt, seq, ts, 0x5EED, payload);
+        p
+    }
+
+    /// A one-frame AMR-NB 12.2 payload in `mode` with arbitrary speech bits.
+    fn amr_payload(mode: PayloadMode, seed: u8) -> Vec<u8> {
+        let bits: Vec<u8> = (0..31u8).map(|i| i.wrapping_mul(37) ^ seed).collect();
+        let mut out = Vec::new();
+        amr::build(AmrKind::Nb, mode, 15, &[(7, true, &bits)], &mut out).unwrap();
+        out
+    }
+
+    /// Sends `p` from the leg's phone; the packet that goes out and the action.
+    fn send(c: &mut Call, from: LegId, p: &mut [u8], at: Instant) -> (Action, Vec<u8>) {
+        let src = if from == c.a {
+            addr(1, 4000)
+        } else {
+            addr(2, 5000)
+        };
+        let action = c.relay.handle_rtp(from, src, p, at);
+        let bytes = match action {
+            Action::ForwardBuffer { .. } => c.relay.output().to_vec(),
+            Action::Forward { .. } => p.to_vec(),
+            _ => Vec::new(),
+        };
+        (action, bytes)
+    }
+
+    fn send_t0(c: &mut Call, from_a: bool, p: &mut [u8]) -> (Action, Vec<u8>) {
+        let t0 = c.t0;
+        send_at(c, from_a, p, t0)
+    }
+
+    fn send_at(c: &mut Call, from_a: bool, p: &mut [u8], at: Instant) -> (Action, Vec<u8>) {
+        let leg = if from_a { c.a } else { c.b };
+        send(c, leg, p, at)
+    }
+
+    #[test]
+    fn amr_bandwidth_efficient_to_octet_aligned_and_back() {
+        let mut c = call(Some(fmt(96, AMR_BE, None)), Some(fmt(97, AMR_OA, None)));
+        let (a, b) = (c.a, c.b);
+        for i in 0..10u16 {
+            let at = c.t0 + Duration::from_millis(u64::from(i) * 20);
+            let input = amr_payload(PayloadMode::BandwidthEfficient, i as u8);
+            let mut p = packet(96, 100 + i, 1000 + u32::from(i) * 160, &input);
+            let (action, out) = send(&mut c, a, &mut p, at);
+            assert_eq!(
+                action,
+                Action::ForwardBuffer {
+                    out_leg: b,
+                    to: addr(2, 5000),
+                    socket: SocketKind::Rtp
+                }
+            );
+            let h = rtp::parse(&out).unwrap();
+            let mut expected = Vec::new();
+            amr::convert(
+                AmrKind::Nb,
+                PayloadMode::BandwidthEfficient,
+                PayloadMode::OctetAligned,
+                &input,
+                &mut expected,
+            )
+            .unwrap();
+            assert_eq!(h.payload(&out), &expected[..]);
+            assert_ne!(expected, input);
+            assert_eq!(h.payload_type, 97);
+            assert_eq!(h.ssrc, c.relay.leg_ssrc(b).unwrap());
+            assert_eq!(
+                (h.sequence, h.timestamp),
+                (100 + i, 1000 + u32::from(i) * 160)
+            );
+
+            // And back: B's octet-aligned payload reaches A bandwidth-efficient.
+            let input = amr_payload(PayloadMode::OctetAligned, !(i as u8));
+            let mut p = packet(97, 500 + i, u32::from(i) * 160, &input);
+            let (action, out) = send(&mut c, b, &mut p, at);
+            assert!(matches!(action, Action::ForwardBuffer { out_leg, .. } if out_leg == a));
+            let h = rtp::parse(&out).unwrap();
+            amr::convert(
+                AmrKind::Nb,
+                PayloadMode::OctetAligned,
+                PayloadMode::BandwidthEfficient,
+                &input,
+                &mut expected,
+            )
+            .unwrap();
+            assert_eq!(h.payload(&out), &expected[..]);
+            assert_eq!(h.payload_type, 96);
+            assert_eq!(h.ssrc, c.relay.leg_ssrc(a).unwrap());
+        }
+        let cb = c.relay.leg_counters(b).unwrap();
+        assert_eq!(cb.rtp_out, 10);
+        // A payload in the wrong mode is refused and counted, not forwarded.
+        let mut p = packet(96, 110, 2600, &amr_payload(PayloadMode::OctetAligned, 1));
+        let at = c.t0 + Duration::from_millis(200);
+        assert_eq!(
+            send(&mut c, a, &mut p, at).0,
+            Action::Drop(DropReason::BadPayload)
+        );
+        assert_eq!(
+            c.relay
+                .leg_counters(a)
+                .unwrap()
+                .dropped(DropReason::BadPayload),
+            1
+        );
+    }
+
+    #[test]
+    fn payload_type_remap_only() {
+        // PCMA 8 on both sides: the plain path, untouched.
+        let mut c = call(
+            Some(fmt(8, Encoding::Pcma, None)),
+            Some(fmt(8, Encoding::Pcma, None)),
+        );
+        let mut p = packet(8, 1, 0, &[0xD5; 160]);
+        let (action, out) = send_t0(&mut c, true, &mut p);
+        assert!(matches!(action, Action::Forward { .. }));
+        assert_eq!(rtp::parse(&out).unwrap().payload_type, 8);
+
+        // AMR, same mode, PT 96 -> 97: rewritten in place, payload as is.
+        let mut c = call(Some(fmt(96, AMR_OA, None)), Some(fmt(97, AMR_OA, None)));
+        let input = amr_payload(PayloadMode::OctetAligned, 3);
+        let mut p = packet(96, 1, 0, &input);
+        let (action, out) = send_t0(&mut c, true, &mut p);
+        assert!(matches!(action, Action::Forward { out_leg, .. } if out_leg == c.b));
+        let h = rtp::parse(&out).unwrap();
+        assert_eq!((h.payload_type, h.payload(&out)), (97, &input[..]));
+        let mut p = packet(97, 1, 0, &input);
+        let (_, out) = send_t0(&mut c, false, &mut p);
+        assert_eq!(rtp::parse(&out).unwrap().payload_type, 96);
+    }
+
+    #[test]
+    fn dtmf_payload_type_mapped_or_dropped() {
+        let mut c = call(
+            Some(fmt(8, Encoding::Pcma, Some(101))),
+            Some(fmt(8, Encoding::Pcma, Some(100))),
+        );
+        let event = [1u8, 0x0A, 0, 160];
+        let mut p = packet(101, 7, 800, &event);
+        let (action, out) = send_t0(&mut c, true, &mut p);
+        assert!(matches!(action, Action::Forward { .. }));
+        let h = rtp::parse(&out).unwrap();
+        assert_eq!((h.payload_type, h.payload(&out)), (100, &event[..]));
+        // And back.
+        let mut p = packet(100, 9, 800, &event);
+        let (_, out) = send_t0(&mut c, false, &mut p);
+        assert_eq!(rtp::parse(&out).unwrap().payload_type, 101);
+
+        // B negotiated no telephone-event: dropped and counted on A.
+        c.relay
+            .set_format(c.b, Some(fmt(8, Encoding::Pcma, None)))
+            .unwrap();
+        let mut p = packet(101, 8, 800, &event);
+        assert_eq!(
+            send_t0(&mut c, true, &mut p).0,
+            Action::Drop(DropReason::NoDtmf)
+        );
+        assert_eq!(
+            c.relay
+                .leg_counters(c.a)
+                .unwrap()
+                .dropped(DropReason::NoDtmf),
+            1
+        );
+        // Audio still flows.
+        let mut p = packet(8, 9, 960, &[0xD5; 160]);
+        assert!(matches!(
+            send_t0(&mut c, true, &mut p).0,
+            Action::Forward { .. }
+        ));
+    }
+
+    #[cfg(not(feature = "transcode"))]
+    #[test]
+    fn different_encodings_without_transcoder_are_dropped() {
+        let mut c = call(
+            Some(fmt(96, AMR_OA, None)),
+            Some(fmt(8, Encoding::Pcma, None)),
+        );
+        let mut p = packet(96, 1, 0, &amr_payload(PayloadMode::OctetAligned, 0));
+        assert_eq!(
+            send_t0(&mut c, true, &mut p).0,
+            Action::Drop(DropReason::NoTranscoder)
+        );
+        assert_eq!(
+            c.relay
+                .leg_counters(c.a)
+                .unwrap()
+                .drops()
+                .find(|(l, _)| *l == "no_transcoder"),
+            Some(("no_transcoder", 1))
+        );
+    }
+
+    #[cfg(feature = "transcode")]
+    mod transcoded {
+        use super::*;
+        use crate::payload::g711;
+        use crate::transcode::{AmrNbEncoder, AmrWbDecoder};
+        use std::f64::consts::PI;
+
+        const AMR_WB_OA: Encoding = Encoding::Amr {
+            wideband: true,
+            octet_aligned: true,
+        };
+
+        fn sine(rate: u32, n: usize) -> Vec<i16> {
+            (0..n)
+                .map(|i| (8000.0 * (2.0 * PI * 440.0 * i as f64 / f64::from(rate)).sin()) as i16)
+                .collect()
+        }
+
+        fn rms(x: &[i16]) -> f64 {
+            (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+        }
+
+        /// Dominant frequency from zero crossings, with hysteresis so codec
+        /// noise around zero adds none.
+        pub(crate) fn frequency(x: &[i16], rate: u32) -> f64 {
+            let threshold = rms(x) * 0.3;
+            let (mut positive, mut crossings) = (None, 0usize);
+            for &s in x {
+                let s = f64::from(s);
+                let now = (s.abs() > threshold).then_some(s > 0.0);
+                if let Some(now) = now {
+                    if positive.is_some_and(|p| p != now) {
+                        crossings += 1;
+                    }
+                    positive = Some(now);
+                }
+            }
+            crossings as f64 / 2.0 / (x.len() as f64 / f64::from(rate))
+        }
+
+        /// 50 packets of a 440 Hz sine as AMR-NB 12.2 octet-aligned payloads.
+        pub(crate) fn amr_sine_payloads() -> (Vec<i16>, Vec<Vec<u8>>) {
+            let pcm = sine(8000, 160 * 50);
+            let mut enc = AmrNbEncoder::new(false).unwrap();
+            let payloads = pcm
+                .chunks_exact(160)
+                .map(|frame| {
+                    let storage = enc.encode(7, frame.try_into().unwrap()).unwrap();
+                    let (ft, q) = ((storage[0] >> 3) & 0x0F, storage[0] & 0x04 != 0);
+                    let mut out = Vec::new();
+                    amr::build(
+                        AmrKind::Nb,
+                        PayloadMode::OctetAligned,
+                        15,
+                        &[(ft, q, &storage[1..])],
+                        &mut out,
+                    )
+                    .unwrap();
+                    out
+                })
+                .collect();
+            (pcm, payloads)
+        }
+
+        /// Checks the output timestamps advance by `step` per packet.
+        fn continuous(headers: &[RtpHeader], step: u32) {
+            for w in headers.windows(2) {
+                assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+                assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(step));
+            }
+        }
+
+        #[test]
+        fn amr_nb_to_pcma_carries_the_tone() {
+            let mut c = call(
+                Some(fmt(96, AMR_OA, Some(101))),
+                Some(fmt(8, Encoding::Pcma, Some(100))),
+            );
+            let (source, payloads) = amr_sine_payloads();
+            let (mut decoded, mut headers) = (Vec::new(), Vec::new());
+            for (i, payload) in payloads.iter().enumerate() {
+                let at = c.t0 + Duration::from_millis(i as u64 * 20);
+                let mut p = packet(96, 7000 + i as u16, 123_456 + i as u32 * 160, payload);
+                let (action, out) = send_at(&mut c, true, &mut p, at);
+                assert!(
+                    matches!(action, Action::ForwardBuffer { out_leg, .. } if out_leg == c.b),
+                    "{action:?}"
+                );
+                let h = rtp::parse(&out).unwrap();
+                assert_eq!(h.payload_type, 8);
+                assert_eq!(h.ssrc, c.relay.leg_ssrc(c.b).unwrap());
+                assert_eq!(h.payload_len, 160);
+                g711::decode_alaw(h.payload(&out), &mut decoded);
+                headers.push(h);
+            }
+            continuous(&headers, 160);
+            let tail = &decoded[160 * 5..];
+            let f = frequency(tail, 8000);
+            assert!((396.0..=484.0).contains(&f), "{f} Hz");
+            let ratio = rms(tail) / rms(&source[160 * 5..]);
+            assert!((0.5..=2.0).contains(&ratio), "rms ratio {ratio}");
+
+            // An event on the transcoded direction: PT mapped, placed on the
+            // output timeline (the next audio timestamp), next sequence.
+            let last = *headers.last().unwrap();
+            let at = c.t0 + Duration::from_millis(1000);
+            let mut p = packet(101, 7050, 123_456 + 50 * 160, &[1, 0x0A, 0, 160]);
+            let (action, out) = send_at(&mut c, true, &mut p, at);
+            assert!(matches!(action, Action::Forward { .. }));
+            let h = rtp::parse(&out).unwrap();
+            assert_eq!(h.payload_type, 100);
+            assert_eq!(h.sequence, last.sequence.wrapping_add(1));
+            assert_eq!(h.timestamp, last.timestamp.wrapping_add(160));
+
+            // Two packets lost: concealed, and the output shows the same gap.
+            let mut p = packet(96, 7053, 123_456 + 53 * 160, &payloads[0]);
+            let (action, out) = send_at(&mut c, true, &mut p, at);
+            assert!(matches!(action, Action::ForwardBuffer { .. }));
+            let g = rtp::parse(&out).unwrap();
+            assert_eq!(g.sequence, h.sequence.wrapping_add(3));
+            assert_eq!(g.timestamp, last.timestamp.wrapping_add(3 * 160));
+            // A malformed AMR payload is counted, not sent.
+            let mut p = packet(96, 7054, 0, &[0xF0, 0x3C, 1, 2]);
+            assert_eq!(
+                send_at(&mut c, true, &mut p, at).0,
+                Action::Drop(DropReason::BadPayload)
+            );
+        }
+
+        #[test]
+        fn pcma_to_amr_wb_carries_the_tone() {
+            let mut c = call(
+                Some(fmt(8, Encoding::Pcma, None)),
+                Some(fmt(98, AMR_WB_OA, None)),
+            );
+            let pcm = sine(8000, 160 * 50);
+            let mut dec = AmrWbDecoder::new().unwrap();
+            let (mut decoded, mut headers) = (Vec::new(), Vec::new());
+            for (i, frame) in pcm.chunks_exact(160).enumerate() {
+                let mut alaw = Vec::new();
+                g711::encode_alaw(frame, &mut alaw);
+                let at = c.t0 + Duration::from_millis(i as u64 * 20);
+                let mut p = packet(8, i as u16, i as u32 * 160, &alaw);
+                let (action, out) = send_at(&mut c, true, &mut p, at);
+                let Action::ForwardBuffer { .. } = action else {
+                    // The resampler may hold back the first frame.
+                    assert_eq!(action, Action::Consumed);
+                    continue;
+                };
+                let h = rtp::parse(&out).unwrap();
+                assert_eq!(h.payload_type, 98);
+                let parsed =
+                    amr::AmrPayload::parse(AmrKind::Wb, PayloadMode::OctetAligned, h.payload(&out))
+                        .unwrap();
+                assert_eq!(parsed.frames.len(), 1);
+                let mut bits = Vec::new();
+                parsed.frame_data(0, &mut bits).unwrap();
+                let f = parsed.frames[0];
+                let mut storage = vec![(f.ft << 3) | (u8::from(f.q) << 2)];
+                storage.extend_from_slice(&bits);
+                let mut out_pcm = [0i16; 320];
+                dec.decode(&storage, &mut out_pcm).unwrap();
+                decoded.extend_from_slice(&out_pcm);
+                headers.push(h);
+            }
+            assert!(headers.len() >= 48, "{}", headers.len());
+            continuous(&headers, 320);
+            let tail = &decoded[320 * 5..];
+            let f = frequency(tail, 16000);
+            assert!((396.0..=484.0).contains(&f), "{f} Hz");
+            let ratio = rms(tail) / rms(&pcm[160 * 5..]);
+            assert!((0.5..=2.0).contains(&ratio), "rms ratio {ratio}");
+            // B's stream is on a 16 kHz clock now.
+            assert_eq!(c.relay.leg_config(c.b).unwrap().clock_rate, 16000);
+        }
     }
 }

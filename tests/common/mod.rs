@@ -202,6 +202,8 @@ pub struct TrunkCfg {
     pub password: Option<String>,
     /// Keep a registration with the trunk (`register = true`).
     pub register: bool,
+    /// `codecs = [...]`; `None` keeps the switch's default list.
+    pub codecs: Option<Vec<String>>,
 }
 
 impl TrunkCfg {
@@ -216,6 +218,7 @@ impl TrunkCfg {
             username: None,
             password: None,
             register: false,
+            codecs: None,
         }
     }
 
@@ -229,6 +232,7 @@ impl TrunkCfg {
             username: None,
             password: None,
             register: false,
+            codecs: None,
         }
     }
 
@@ -239,6 +243,11 @@ impl TrunkCfg {
 
     pub fn inbound(mut self, inbound: bool) -> TrunkCfg {
         self.inbound = inbound;
+        self
+    }
+
+    pub fn codecs(mut self, codecs: &[&str]) -> TrunkCfg {
+        self.codecs = Some(codecs.iter().map(|c| (*c).to_owned()).collect());
         self
     }
 
@@ -297,6 +306,9 @@ impl SwitchCfg {
             }
             if tr.register {
                 let _ = writeln!(t, "register = true");
+            }
+            if let Some(c) = &tr.codecs {
+                let _ = writeln!(t, "codecs = {c:?}");
             }
         }
         t

@@ -1834,7 +1834,7 @@ mod tests {
     use crate::stats::Source;
     use std::net::{IpAddr, Ipv4Addr};
 
-    fn addr(last: u8, port: u16) -> SocketAddr {
+    pub(super) fn addr(last: u8, port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), port)
     }
 
@@ -1850,15 +1850,16 @@ mod tests {
         p
     }
 
-    struct Call {
-        relay: Relay,
-        a: LegId,
-        b: LegId,
-        t0: Instant,
+    pub(super) struct Call {
+        pub(super) relay: Relay,
+        pub(super) a: LegId,
+        pub(super) b: LegId,
+        pub(super) t0: Instant,
     }
 
-    /// A bridge between phone A (SDP 192.0.2.1:4000) and phone B (SDP `b_remote`).
-    fn call(b_remote: Option<SocketAddr>, b_symmetric: bool) -> Call {
+    /// A bridge between phone A (SDP 192.0.2.1:4000, relay port 30000) and
+    /// phone B (relay port 30002) configured by `b`.
+    pub(super) fn bridged(b: impl FnOnce(LegConfig) -> LegConfig) -> Call {
         let t0 = Instant::now();
         let mut relay = Relay::new(RelayConfig::default());
         let a = relay.add_leg(
@@ -1868,16 +1869,18 @@ mod tests {
             },
             t0,
         );
-        let b = relay.add_leg(
-            LegConfig {
-                remote: b_remote,
-                symmetric: b_symmetric,
-                ..LegConfig::new(addr(100, 30002))
-            },
-            t0,
-        );
+        let b = relay.add_leg(b(LegConfig::new(addr(100, 30002))), t0);
         relay.bridge(a, b).unwrap();
         Call { relay, a, b, t0 }
+    }
+
+    /// A bridge between phone A (SDP 192.0.2.1:4000) and phone B (SDP `b_remote`).
+    fn call(b_remote: Option<SocketAddr>, b_symmetric: bool) -> Call {
+        bridged(|cfg| LegConfig {
+            remote: b_remote,
+            symmetric: b_symmetric,
+            ..cfg
+        })
     }
 
     fn ms(c: &Call, n: u64) -> Instant {
@@ -2300,25 +2303,11 @@ mod tests {
 
     /// A: non-muxed (RTCP 4001); B: muxed at 5000.
     fn mux_call() -> Call {
-        let t0 = Instant::now();
-        let mut relay = Relay::new(RelayConfig::default());
-        let a = relay.add_leg(
-            LegConfig {
-                remote: Some(addr(1, 4000)),
-                ..LegConfig::new(addr(100, 30000))
-            },
-            t0,
-        );
-        let b = relay.add_leg(
-            LegConfig {
-                remote: Some(addr(2, 5000)),
-                rtcp_mux: true,
-                ..LegConfig::new(addr(100, 30002))
-            },
-            t0,
-        );
-        relay.bridge(a, b).unwrap();
-        Call { relay, a, b, t0 }
+        bridged(|cfg| LegConfig {
+            remote: Some(addr(2, 5000)),
+            rtcp_mux: true,
+            ..cfg
+        })
     }
 
     #[test]
@@ -2837,12 +2826,8 @@ mod tests {
 
 #[cfg(test)]
 mod format_tests {
+    use super::tests::{addr, bridged, Call};
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
-
-    fn addr(last: u8, port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), port)
-    }
 
     const AMR_BE: Encoding = Encoding::Amr {
         wideband: false,
@@ -2861,36 +2846,16 @@ mod format_tests {
         }
     }
 
-    struct Call {
-        relay: Relay,
-        a: LegId,
-        b: LegId,
-        t0: Instant,
-    }
-
     /// Phone A (192.0.2.1:4000) in format `fa` bridged to phone B
     /// (192.0.2.2:5000) in format `fb`.
     fn call(fa: Option<LegFormat>, fb: Option<LegFormat>) -> Call {
-        let t0 = Instant::now();
-        let mut relay = Relay::new(RelayConfig::default());
-        let a = relay.add_leg(
-            LegConfig {
-                remote: Some(addr(1, 4000)),
-                ..LegConfig::new(addr(100, 30000))
-            },
-            t0,
-        );
-        let b = relay.add_leg(
-            LegConfig {
-                remote: Some(addr(2, 5000)),
-                ..LegConfig::new(addr(100, 30002))
-            },
-            t0,
-        );
-        relay.bridge(a, b).unwrap();
-        relay.set_format(a, fa).unwrap();
-        relay.set_format(b, fb).unwrap();
-        Call { relay, a, b, t0 }
+        let mut c = bridged(|cfg| LegConfig {
+            remote: Some(addr(2, 5000)),
+            ..cfg
+        });
+        c.relay.set_format(c.a, fa).unwrap();
+        c.relay.set_format(c.b, fb).unwrap();
+        c
     }
 
     fn packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {

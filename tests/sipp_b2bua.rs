@@ -209,17 +209,23 @@ fn callee_busy_486() {
     sw.assert_settles(SETTLE_NON_2XX, true);
 }
 
-#[test]
-fn callee_hangs_up() {
-    let s = Setup::new("callee_bye");
+/// Three calls at 10 cps with `uas_scenario` / `uac_scenario` (each checking
+/// its own part of the call), all answered, and every dialog gone afterwards.
+fn three_answered_calls(test: &str, uas_scenario: &str, uac_scenario: &str, uac_extra: &[&str]) {
+    let s = Setup::new(test);
     let sw = s.switch(s.callee_udp());
-    let mut uas = s.uas("uas_bye.xml", 3, &[]);
-    let mut uac = s.uac(&sw, "uac_wait_bye.xml", 3, 10, &[]);
+    let mut uas = s.uas(uas_scenario, 3, &[]);
+    let mut uac = s.uac(&sw, uac_scenario, 3, 10, uac_extra);
     let ctx = || sw.log_tail(40);
     uac.expect_success(Duration::from_secs(60), &ctx);
     uas.expect_success(Duration::from_secs(30), &ctx);
     assert_eq!(sw.calls("answered"), 3, "metrics:\n{}", sw.metrics());
     sw.assert_settles(SETTLE_DIALOGS, false);
+}
+
+#[test]
+fn callee_hangs_up() {
+    three_answered_calls("callee_bye", "uas_bye.xml", "uac_wait_bye.xml", &[]);
 }
 
 #[test]
@@ -243,15 +249,7 @@ fn caller_hangs_up_callee_over_tcp() {
 
 #[test]
 fn caller_hangs_up_udp() {
-    let s = Setup::new("caller_bye_udp");
-    let sw = s.switch(s.callee_udp());
-    let mut uas = s.uas("uas.xml", 3, &[]);
-    let mut uac = s.uac(&sw, "uac.xml", 3, 10, &["-d", "200"]);
-    let ctx = || sw.log_tail(40);
-    uac.expect_success(Duration::from_secs(60), &ctx);
-    uas.expect_success(Duration::from_secs(30), &ctx);
-    assert_eq!(sw.calls("answered"), 3, "metrics:\n{}", sw.metrics());
-    sw.assert_settles(SETTLE_DIALOGS, false);
+    three_answered_calls("caller_bye_udp", "uas.xml", "uac.xml", &["-d", "200"]);
 }
 
 #[test]
@@ -538,15 +536,7 @@ fn reinvite_hold_and_info_cross_the_bridge() {
     // and its a=recvonly answer must come back; then an INFO (dtmf-relay) must
     // reach the callee with its body and its 200 come back (both checked by the
     // scenarios' regexps).
-    let s = Setup::new("reinvite_info");
-    let sw = s.switch(s.callee_udp());
-    let mut uas = s.uas("uas_reinvite.xml", 3, &[]);
-    let mut uac = s.uac(&sw, "uac_reinvite.xml", 3, 10, &[]);
-    let ctx = || sw.log_tail(40);
-    uac.expect_success(Duration::from_secs(60), &ctx);
-    uas.expect_success(Duration::from_secs(30), &ctx);
-    assert_eq!(sw.calls("answered"), 3, "metrics:\n{}", sw.metrics());
-    sw.assert_settles(SETTLE_DIALOGS, false);
+    three_answered_calls("reinvite_info", "uas_reinvite.xml", "uac_reinvite.xml", &[]);
 }
 
 #[test]
@@ -569,13 +559,10 @@ fn trunk_registration_with_digest_is_refreshed() {
 fn late_offer_is_bridged() {
     // INVITE without SDP: the callee's 2xx offer reaches the caller in our
     // 2xx, and the caller's answer (in its ACK) reaches the callee in ours.
-    let s = Setup::new("late_offer");
-    let sw = s.switch(s.callee_udp());
-    let mut uas = s.uas("uas_late_offer.xml", 3, &[]);
-    let mut uac = s.uac(&sw, "uac_late_offer.xml", 3, 10, &[]);
-    let ctx = || sw.log_tail(40);
-    uac.expect_success(Duration::from_secs(60), &ctx);
-    uas.expect_success(Duration::from_secs(30), &ctx);
-    assert_eq!(sw.calls("answered"), 3, "metrics:\n{}", sw.metrics());
-    sw.assert_settles(SETTLE_DIALOGS, false);
+    three_answered_calls(
+        "late_offer",
+        "uas_late_offer.xml",
+        "uac_late_offer.xml",
+        &[],
+    );
 }

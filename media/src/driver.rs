@@ -15,10 +15,21 @@
 //! update, close, counters) reaches a loop by message. The port pool is the
 //! only shared structure, behind a mutex touched on the control path only.
 //!
-//! Each loop also owns the relay's RTCP timer: it sleeps until
+//! Each loop also owns the relay's timers: it sleeps until
 //! `Relay::poll_timeout`, then sends what `Relay::poll_rtcp` produces (the
 //! relay's own SR/RR per leg) from the leg's RTCP socket, or its RTP socket
-//! with rtcp-mux. RTCP from the endpoints is terminated by the relay.
+//! with rtcp-mux, and what `Relay::poll_transmit` produces (the digits of
+//! `send_dtmf`, the frames of `play`) from the leg's RTP socket. RTCP from
+//! the endpoints is terminated by the relay. A packet that adds a deadline
+//! (the first packet of a received key press) wakes the loop to re-arm.
+//!
+//! ```text
+//!  Relay::poll_event ─▶ MediaEvent (LegKey, not the reused LegId)
+//!      ─▶ bounded channel, try_send (a full channel drops and counts:
+//!         the loop never waits for the call layer) ─▶ MediaDriver::take_events
+//!  recv_from ─ Instant ─▶ handle_rtp ─▶ send_to returned ─▶ LatencyHistogram
+//!      (one shard per loop, relaxed atomics) ─▶ MediaDriver::latency
+//! ```
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,19 +37,22 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::num::NonZeroUsize;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::{JoinHandle, LocalSet};
 
 use crate::format::LegFormat;
+use crate::latency::{LatencyHistogram, LatencySnapshot};
+use crate::playback::{self, Wav};
 use crate::relay::{
-    Action, DropReason, LegConfig, LegCounters, LegId, Relay, RelayConfig, RelayError, RtcpOut,
-    SocketKind,
+    Action, DropReason, LegConfig, LegCounters, LegId, Relay, RelayConfig, RelayError, RelayEvent,
+    RtcpOut, SocketKind,
 };
 
 /// Receive buffer per socket. RTP on a 1500-byte MTU fits with room to spare;
@@ -47,6 +61,11 @@ const RECV_BUF: usize = 4096;
 
 /// Pending control messages per loop before `open_leg` and friends wait.
 const CONTROL_QUEUE: usize = 1024;
+
+/// Events waiting for the call layer ([`MediaDriver::take_events`]) before
+/// new ones are dropped (and counted): a few seconds of key presses on
+/// every call of a busy switch.
+const EVENT_CHANNEL: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
@@ -190,6 +209,60 @@ impl LegHandle {
     pub fn loop_index(&self) -> usize {
         self.loop_index
     }
+
+    /// What [`MediaEvent`]s about this leg carry.
+    pub fn key(&self) -> LegKey {
+        LegKey {
+            loop_index: self.loop_index,
+            id: self.key.id,
+            serial: self.key.serial,
+        }
+    }
+}
+
+/// A leg's identity for the driver's lifetime, to match a [`MediaEvent`]
+/// to its [`LegHandle`] ([`LegHandle::key`]): unlike the relay's
+/// [`LegId`], never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegKey {
+    loop_index: usize,
+    id: LegId,
+    serial: u64,
+}
+
+impl LegKey {
+    pub fn loop_index(&self) -> usize {
+        self.loop_index
+    }
+
+    /// The relay's id of the leg (reused after the leg is closed).
+    pub fn id(&self) -> LegId {
+        self.id
+    }
+}
+
+/// What the media loops tell the call layer ([`MediaDriver::take_events`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A key press received on the leg (RFC 4733), once per press; also
+    /// when the peer leg negotiated no telephone-event (relay it with SIP
+    /// INFO then). See [`RelayEvent::Dtmf`].
+    Dtmf {
+        leg: LegKey,
+        digit: char,
+        duration_ms: u32,
+    },
+    /// A prompt of [`MediaDriver::play`] (not looped) has been played to
+    /// its end.
+    PlaybackDone { leg: LegKey },
+}
+
+impl MediaEvent {
+    pub fn leg(&self) -> LegKey {
+        match *self {
+            MediaEvent::Dtmf { leg, .. } | MediaEvent::PlaybackDone { leg } => leg,
+        }
+    }
 }
 
 /// A leg inside a loop: its relay id plus a serial, because relay ids are
@@ -237,6 +310,40 @@ enum Control {
         format: Option<LegFormat>,
         reply: Reply<()>,
     },
+    Dtmf {
+        leg: Key,
+        digits: String,
+        duration_ms: u32,
+        reply: Reply<()>,
+    },
+    PlayRate {
+        leg: Key,
+        reply: Reply<u32>,
+    },
+    Play {
+        leg: Key,
+        wav: Wav,
+        looped: bool,
+        reply: Reply<()>,
+    },
+    StopPlay {
+        leg: Key,
+        reply: Reply<()>,
+    },
+    DtmfClock {
+        leg: Key,
+        rate: Option<u32>,
+        reply: Reply<()>,
+    },
+}
+
+/// What a loop shares with the driver: where its events go, and its shard
+/// of the latency histogram.
+struct LoopOutputs {
+    index: usize,
+    events: mpsc::Sender<MediaEvent>,
+    events_dropped: Arc<AtomicU64>,
+    latency: Arc<LatencyHistogram>,
 }
 
 struct LoopHandle {
@@ -249,6 +356,10 @@ pub struct MediaDriver {
     loops: Vec<LoopHandle>,
     pool: Mutex<PortPool>,
     bind_ip: IpAddr,
+    /// Until the call layer takes it.
+    events: Mutex<Option<mpsc::Receiver<MediaEvent>>>,
+    events_dropped: Arc<AtomicU64>,
+    latency: Arc<LatencyHistogram>,
 }
 
 impl MediaDriver {
@@ -261,24 +372,56 @@ impl MediaDriver {
             cfg.loops
         };
         let mut loops = Vec::with_capacity(n);
+        let (events, events_rx) = mpsc::channel(EVENT_CHANNEL);
+        let events_dropped = Arc::new(AtomicU64::new(0));
+        let latency = Arc::new(LatencyHistogram::new(n));
         for i in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
             let relay_cfg = cfg.relay;
+            let outputs = LoopOutputs {
+                index: i,
+                events: events.clone(),
+                events_dropped: Arc::clone(&events_dropped),
+                latency: Arc::clone(&latency),
+            };
             // On an early return the loops already started see their channel
             // close and stop.
             let thread = thread::Builder::new()
                 .name(format!("media-loop-{i}"))
-                .spawn(move || run_loop(rt, rx, relay_cfg))?;
+                .spawn(move || run_loop(rt, rx, relay_cfg, outputs))?;
             loops.push(LoopHandle { tx, thread });
         }
         Ok(MediaDriver {
             loops,
             pool: Mutex::new(pool),
             bind_ip: cfg.bind_ip,
+            events: Mutex::new(Some(events_rx)),
+            events_dropped,
+            latency,
         })
+    }
+
+    /// The receiver of every loop's [`MediaEvent`]s; the first call takes
+    /// it, later ones get None. Until it is taken (and whenever it lags
+    /// 4096 events behind) new events are dropped and counted
+    /// in [`MediaDriver::events_dropped`]: the loops never wait.
+    pub fn take_events(&self) -> Option<mpsc::Receiver<MediaEvent>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Events dropped because the channel was full, taken by nobody or closed.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The relay-added latency of every forwarded packet so far (receive
+    /// to the forwarded copy's `send_to` returning), all loops together,
+    /// for the `rtp_relay_latency_seconds` histogram.
+    pub fn latency(&self) -> LatencySnapshot {
+        self.latency.snapshot()
     }
 
     pub fn loop_count(&self) -> usize {
@@ -411,6 +554,90 @@ impl MediaDriver {
         .await
     }
 
+    /// Sends `digits` into the leg as RFC 4733 events of `duration_ms`
+    /// each (see [`Relay::send_dtmf`]); `Err(Relay(NoTelephoneEvent))`
+    /// when the leg's format has no telephone-event (use SIP INFO then).
+    pub async fn send_dtmf(
+        &self,
+        leg: &LegHandle,
+        digits: &str,
+        duration_ms: u32,
+    ) -> Result<(), DriverError> {
+        let key = leg.key;
+        let digits = digits.to_owned();
+        self.request(leg.loop_index, |reply| Control::Dtmf {
+            leg: key,
+            digits,
+            duration_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Plays `wav` into the leg in its codec (see [`Relay::play`]); what
+    /// the peer sends the leg meanwhile is held back. A prompt not looped
+    /// ends with [`MediaEvent::PlaybackDone`]. The WAV is resampled to the
+    /// codec's rate here, off the media loop.
+    pub async fn play(&self, leg: &LegHandle, wav: Wav, looped: bool) -> Result<(), DriverError> {
+        let key = leg.key;
+        let rate = self
+            .request(leg.loop_index, |reply| Control::PlayRate {
+                leg: key,
+                reply,
+            })
+            .await?;
+        let wav = if wav.sample_rate == rate {
+            wav
+        } else {
+            let resample = move || Wav {
+                samples: playback::resample(&wav.samples, wav.sample_rate, rate),
+                sample_rate: rate,
+            };
+            match tokio::runtime::Handle::try_current() {
+                // Seconds of audio through a filter: not on a runtime worker.
+                Ok(rt) => rt
+                    .spawn_blocking(resample)
+                    .await
+                    .map_err(|e| DriverError::Io(io::Error::other(e)))?,
+                Err(_) => resample(),
+            }
+        };
+        self.request(leg.loop_index, |reply| Control::Play {
+            leg: key,
+            wav,
+            looped,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the leg's prompt (no [`MediaEvent::PlaybackDone`]); the peer's
+    /// media flows to the leg again.
+    pub async fn stop_play(&self, leg: &LegHandle) -> Result<(), DriverError> {
+        let key = leg.key;
+        self.request(leg.loop_index, |reply| Control::StopPlay {
+            leg: key,
+            reply,
+        })
+        .await
+    }
+
+    /// The leg's telephone-event clock rate when its SDP gives one other
+    /// than the audio codec's (see [`Relay::set_dtmf_clock_rate`]).
+    pub async fn set_dtmf_clock_rate(
+        &self,
+        leg: &LegHandle,
+        rate: Option<u32>,
+    ) -> Result<(), DriverError> {
+        let key = leg.key;
+        self.request(leg.loop_index, |reply| Control::DtmfClock {
+            leg: key,
+            rate,
+            reply,
+        })
+        .await
+    }
+
     /// The leg's counters and quality snapshot (API.md `stats`).
     pub async fn counters(&self, leg: &LegHandle) -> Result<LegCounters, DriverError> {
         let key = leg.key;
@@ -419,6 +646,18 @@ impl MediaDriver {
             reply,
         })
         .await
+    }
+
+    /// The counters of the leg `key` names, for readers that do not own the
+    /// leg (a stats refresher): a closed leg answers `UnknownLeg`, never a
+    /// successor's figures, because keys are not reused.
+    pub async fn counters_of(&self, key: LegKey) -> Result<LegCounters, DriverError> {
+        let leg = Key {
+            id: key.id,
+            serial: key.serial,
+        };
+        self.request(key.loop_index, |reply| Control::Counters { leg, reply })
+            .await
     }
 
     /// Stops the loops and waits for their threads (their sockets close).
@@ -516,6 +755,9 @@ struct LoopState {
     relay: Relay,
     legs: Vec<Option<LoopLeg>>,
     next_serial: u64,
+    outputs: LoopOutputs,
+    /// Wakes the loop to re-arm its timer when a packet added a deadline.
+    wake: Rc<Notify>,
 }
 
 impl LoopState {
@@ -529,16 +771,24 @@ impl LoopState {
 
 type Shared = Rc<RefCell<LoopState>>;
 
-fn run_loop(rt: Runtime, mut rx: mpsc::Receiver<Control>, cfg: RelayConfig) {
+fn run_loop(rt: Runtime, mut rx: mpsc::Receiver<Control>, cfg: RelayConfig, outputs: LoopOutputs) {
     let local = LocalSet::new();
     local.block_on(&rt, async move {
+        let wake = Rc::new(Notify::new());
         let state: Shared = Rc::new(RefCell::new(LoopState {
             relay: Relay::new(cfg),
             legs: Vec::new(),
             next_serial: 1,
+            outputs,
+            wake: Rc::clone(&wake),
         }));
         loop {
-            let due = state.borrow().relay.poll_timeout();
+            let due = {
+                let mut st = state.borrow_mut();
+                // This very computation takes any new deadline into account.
+                st.relay.take_timeout_changed();
+                st.relay.poll_timeout()
+            };
             let timer = async move {
                 match due {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -550,7 +800,11 @@ fn run_loop(rt: Runtime, mut rx: mpsc::Receiver<Control>, cfg: RelayConfig) {
                     Some(message) => control(&state, message).await,
                     None => break,
                 },
-                () = timer => send_rtcp(&state),
+                () = timer => {
+                    send_rtcp(&state);
+                    send_generated(&state);
+                }
+                () = wake.notified() => {}
             }
         }
     });
@@ -615,6 +869,40 @@ async fn control(state: &Shared, message: Control) {
             };
             let _ = reply.send(result);
         }
+        Control::Dtmf {
+            leg,
+            digits,
+            duration_ms,
+            reply,
+        } => {
+            let result = with_leg(state, leg, |relay, id| {
+                relay.send_dtmf(id, &digits, duration_ms, Instant::now())
+            });
+            let _ = reply.send(result);
+        }
+        Control::PlayRate { leg, reply } => {
+            let _ = reply.send(with_leg(state, leg, |relay, id| relay.play_rate(id)));
+        }
+        Control::Play {
+            leg,
+            wav,
+            looped,
+            reply,
+        } => {
+            let result = with_leg(state, leg, |relay, id| {
+                relay.play(id, wav, looped, Instant::now())
+            });
+            // Empty audio ends at once.
+            drain_events(&mut state.borrow_mut());
+            let _ = reply.send(result);
+        }
+        Control::StopPlay { leg, reply } => {
+            let _ = reply.send(with_leg(state, leg, |relay, id| relay.stop_play(id)));
+        }
+        Control::DtmfClock { leg, rate, reply } => {
+            let result = with_leg(state, leg, |relay, id| relay.set_dtmf_clock_rate(id, rate));
+            let _ = reply.send(result);
+        }
         Control::Close { leg, reply } => {
             let removed = {
                 let mut st = state.borrow_mut();
@@ -649,6 +937,20 @@ async fn control(state: &Shared, message: Control) {
             let _ = reply.send(Ok(()));
         }
     }
+}
+
+/// Runs `f` on the relay for `leg` if it is still the leg the caller
+/// opened (not a closed one's successor).
+fn with_leg<T>(
+    state: &Shared,
+    leg: Key,
+    f: impl FnOnce(&mut Relay, LegId) -> Result<T, RelayError>,
+) -> Result<T, DriverError> {
+    let mut st = state.borrow_mut();
+    if st.leg(leg).is_none() {
+        return Err(DriverError::UnknownLeg);
+    }
+    f(&mut st.relay, leg.id).map_err(DriverError::from)
 }
 
 fn open(
@@ -706,6 +1008,65 @@ fn send_rtcp(state: &Shared) {
     }
 }
 
+/// Sends every packet the relay generated that is due now (digits,
+/// prompt frames) from the leg's RTP socket, without waiting: a packet
+/// that finds the socket busy is dropped and counted (the next follows a
+/// frame later); then hands over the events the deadlines produced.
+fn send_generated(state: &Shared) {
+    let mut guard = state.borrow_mut();
+    let st = &mut *guard;
+    let now = Instant::now();
+    while let Some(t) = st.relay.poll_transmit(now) {
+        let socket = st
+            .legs
+            .get(t.leg.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|l| match t.socket {
+                SocketKind::Rtp => Some(&l.rtp),
+                SocketKind::Rtcp => l.rtcp.as_ref(),
+            });
+        let sent = socket.is_some_and(|s| s.try_send_to(st.relay.output(), t.to).is_ok());
+        if !sent {
+            st.relay.count_drop(t.leg, DropReason::SendFailed);
+        }
+    }
+    drain_events(st);
+}
+
+/// Hands the relay's events to the call layer, never waiting: a full or
+/// closed channel drops them (counted).
+fn drain_events(st: &mut LoopState) {
+    while let Some(event) = st.relay.poll_event() {
+        let id = event.leg();
+        let Some(serial) = st
+            .legs
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
+            .map(|l| l.serial)
+        else {
+            continue;
+        };
+        let leg = LegKey {
+            loop_index: st.outputs.index,
+            id,
+            serial,
+        };
+        let event = match event {
+            RelayEvent::Dtmf {
+                digit, duration_ms, ..
+            } => MediaEvent::Dtmf {
+                leg,
+                digit,
+                duration_ms,
+            },
+            RelayEvent::PlaybackDone { .. } => MediaEvent::PlaybackDone { leg },
+        };
+        if st.outputs.events.try_send(event).is_err() {
+            st.outputs.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One RTCP compound out of the leg's socket, without waiting: a report
 /// that finds the socket busy is dropped (and counted), the next one
 /// follows an interval later.
@@ -742,20 +1103,25 @@ async fn socket_task(state: Shared, leg: LegId, socket: Rc<UdpSocket>, kind: Soc
                 continue;
             }
         };
+        // The start of the relay-added latency, and the relay's `now`.
+        let received = Instant::now();
         let oversize = len >= RECV_BUF;
         let Some(packet) = buf.get_mut(..len) else {
             continue;
         };
         if let Some((out, to, out_leg, built)) =
-            relay_packet(&state, leg, kind, source, packet, oversize)
+            relay_packet(&state, leg, kind, source, packet, oversize, received)
         {
             // Slow path, rare: the output socket's readiness was not known yet.
             let bytes = built.as_deref().unwrap_or(packet);
-            if out.send_to(bytes, to).await.is_err() {
-                state
-                    .borrow_mut()
-                    .relay
-                    .count_drop(out_leg, DropReason::SendFailed);
+            let sent = out.send_to(bytes, to).await;
+            let mut st = state.borrow_mut();
+            match sent {
+                Ok(_) => st
+                    .outputs
+                    .latency
+                    .record(st.outputs.index, received.elapsed()),
+                Err(_) => st.relay.count_drop(out_leg, DropReason::SendFailed),
             }
         }
     }
@@ -767,8 +1133,9 @@ async fn socket_task(state: Shared, leg: LegId, socket: Rc<UdpSocket>, kind: Soc
 /// buffer, rewritten in place).
 type Pending = (Rc<UdpSocket>, SocketAddr, LegId, Option<Vec<u8>>);
 
-/// The per-packet step: decide, and send at once when the socket is ready.
-/// Returns the socket to await on only when it was not.
+/// The per-packet step: decide, and send at once when the socket is ready
+/// (recording the latency since `received`). Returns the socket to await
+/// on only when it was not.
 fn relay_packet(
     state: &Shared,
     leg: LegId,
@@ -776,6 +1143,7 @@ fn relay_packet(
     source: SocketAddr,
     packet: &mut [u8],
     oversize: bool,
+    received: Instant,
 ) -> Option<Pending> {
     let mut guard = state.borrow_mut();
     let st = &mut *guard;
@@ -783,11 +1151,15 @@ fn relay_packet(
         st.relay.count_drop(leg, DropReason::Oversize);
         return None;
     }
-    let now = Instant::now();
     let action = match kind {
-        SocketKind::Rtp => st.relay.handle_rtp(leg, source, packet, now),
-        SocketKind::Rtcp => st.relay.handle_rtcp(leg, source, packet, now),
+        SocketKind::Rtp => st.relay.handle_rtp(leg, source, packet, received),
+        SocketKind::Rtcp => st.relay.handle_rtcp(leg, source, packet, received),
     };
+    // A key press: its event, and its quiet-period deadline for the timer.
+    if st.relay.take_timeout_changed() {
+        st.wake.notify_one();
+    }
+    drain_events(st);
     let (out_leg, to, socket, built) = match action {
         Action::Forward {
             out_leg,
@@ -815,7 +1187,12 @@ fn relay_packet(
     };
     let bytes: &[u8] = if built { st.relay.output() } else { packet };
     match out.try_send_to(bytes, to) {
-        Ok(_) => None,
+        Ok(_) => {
+            st.outputs
+                .latency
+                .record(st.outputs.index, received.elapsed());
+            None
+        }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             let copy = built.then(|| bytes.to_vec());
             Some((Rc::clone(out), to, out_leg, copy))
@@ -1299,6 +1676,353 @@ mod tests {
         d.shutdown();
     }
 
+    fn dtmf_packet(seq: u16, ts: u32, marker: bool, event: u8, end: bool, d: u16) -> Vec<u8> {
+        let payload = crate::payload::dtmf::Event {
+            event,
+            end,
+            volume: 10,
+            duration: d,
+        }
+        .to_bytes();
+        let mut p = Vec::new();
+        rtp::write(&mut p, marker, 101, seq, ts, 0xA, &payload);
+        p
+    }
+
+    fn pcma_with_dtmf(dtmf: Option<u8>) -> LegFormat {
+        LegFormat {
+            payload_type: 8,
+            encoding: crate::format::Encoding::Pcma,
+            dtmf_payload_type: dtmf,
+        }
+    }
+
+    async fn next_event(rx: &mut mpsc::Receiver<MediaEvent>, wait_ms: u64) -> Option<MediaEvent> {
+        tokio::time::timeout(Duration::from_millis(wait_ms), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Two bridged phones; A sends telephone-event 101, B takes 100.
+    async fn dtmf_call(d: &MediaDriver) -> ([UdpSocket; 2], [LegHandle; 2], [SocketAddr; 2]) {
+        let (pa, pb) = (phone().await, phone().await);
+        let (ha, la) = d
+            .open_leg(11, leg(Some(pa.local_addr().unwrap())))
+            .await
+            .unwrap();
+        let (hb, lb) = d
+            .open_leg(11, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        d.bridge(&ha, &hb).await.unwrap();
+        d.set_format(&ha, Some(pcma_with_dtmf(Some(101))))
+            .await
+            .unwrap();
+        d.set_format(&hb, Some(pcma_with_dtmf(Some(100))))
+            .await
+            .unwrap();
+        ([pa, pb], [ha, hb], [la, lb])
+    }
+
+    #[tokio::test]
+    async fn received_presses_become_events_and_still_reach_the_peer() {
+        let d = driver(31200, 31219, 1);
+        let mut events = d.take_events().expect("events");
+        assert!(d.take_events().is_none());
+        let ([pa, pb], [ha, hb], [la, _]) = dtmf_call(&d).await;
+        // telephone-event/8000 on an 8 kHz leg: what the default does too.
+        d.set_dtmf_clock_rate(&ha, Some(8000)).await.unwrap();
+        let started = Instant::now();
+        // '5': updates at 0, 50, 100 ms, three end packets (150 ms).
+        let press = [
+            (false, 0),
+            (false, 400),
+            (false, 800),
+            (true, 1200),
+            (true, 1200),
+            (true, 1200),
+        ];
+        for (i, (end, duration)) in press.into_iter().enumerate() {
+            let p = dtmf_packet(i as u16, 8000, i == 0, 5, end, duration);
+            pa.send_to(&p, la).await.unwrap();
+            let (p, _) = recv(&pb, 2000).await.expect("event forwarded to B");
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!(
+                (h.payload_type, h.ssrc, h.timestamp),
+                (100, hb.ssrc(), 8000)
+            );
+            if i < 3 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let event = next_event(&mut events, 2000).await.expect("DTMF event");
+        assert_eq!(
+            event,
+            MediaEvent::Dtmf {
+                leg: ha.key(),
+                digit: '5',
+                duration_ms: 150
+            }
+        );
+        assert_eq!(event.leg().id(), ha.id());
+        assert_eq!(event.leg().loop_index(), ha.loop_index());
+        // '3' with every end packet lost: reported after the quiet period.
+        // The first RTCP report is due 1.25 s or more after the legs
+        // opened, so an event this early comes from the loop being woken
+        // by the press's own deadline.
+        for (i, duration) in [0u16, 400].into_iter().enumerate() {
+            let p = dtmf_packet(10 + i as u16, 16000, i == 0, 3, false, duration);
+            pa.send_to(&p, la).await.unwrap();
+            assert!(recv(&pb, 2000).await.is_some());
+        }
+        let event = next_event(&mut events, 1000).await.expect("flushed press");
+        assert_eq!(
+            event,
+            MediaEvent::Dtmf {
+                leg: ha.key(),
+                digit: '3',
+                duration_ms: 50
+            }
+        );
+        assert!(started.elapsed() < Duration::from_millis(1200));
+        assert!(next_event(&mut events, 700).await.is_none(), "once");
+        let c = d.counters(&ha).await.unwrap();
+        assert_eq!((c.dtmf_in, c.dropped_total()), (2, 0));
+        assert_eq!(d.events_dropped(), 0);
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    #[tokio::test]
+    async fn send_dtmf_reaches_the_phone_as_rfc_4733_digits() {
+        use crate::payload::dtmf::{self, DtmfNotice, DtmfReceiver};
+        let d = driver(31220, 31239, 1);
+        let ([pa, pb], [ha, hb], [la, lb]) = dtmf_call(&d).await;
+        // Some audio first: the digits continue B's stream.
+        for seq in 0..5u16 {
+            pa.send_to(&pkt(seq, 0xA), la).await.unwrap();
+            assert!(recv(&pb, 2000).await.is_some());
+        }
+        d.send_dtmf(&hb, "1#9", 100).await.unwrap();
+        let mut rx = DtmfReceiver::new();
+        let (mut digits, mut packets) = (String::new(), Vec::new());
+        while packets.len() < 15 {
+            let (p, from) = recv(&pb, 2000).await.expect("event packet");
+            assert_eq!(from, lb);
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!((h.payload_type, h.ssrc), (100, hb.ssrc()));
+            let ev = dtmf::parse(h.payload(&p)).unwrap();
+            for n in rx.on_packet(h.timestamp, h.marker, &ev) {
+                if let DtmfNotice::Ended { digit, duration } = n {
+                    assert_eq!(duration, 800);
+                    digits.push(digit);
+                }
+            }
+            packets.push(h);
+        }
+        assert_eq!(digits, "1#9");
+        // 5 packets a press (3 of them end packets), the sequence
+        // continuing the forwarded audio's.
+        assert_eq!(packets.len(), 15);
+        for (i, h) in packets.iter().enumerate() {
+            assert_eq!(h.sequence, 5 + i as u16);
+            assert_eq!(h.marker, i % 5 == 0);
+        }
+        assert!(recv(&pb, 300).await.is_none(), "each digit once");
+        // Bad digits, and a leg without telephone-event.
+        assert!(matches!(
+            d.send_dtmf(&hb, "1x", 100).await,
+            Err(DriverError::Relay(RelayError::Dtmf(_)))
+        ));
+        d.set_format(&ha, Some(pcma_with_dtmf(None))).await.unwrap();
+        assert!(matches!(
+            d.send_dtmf(&ha, "1", 100).await,
+            Err(DriverError::Relay(RelayError::NoTelephoneEvent(_)))
+        ));
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    /// A 16-bit mono WAV file of `secs` of 440 Hz at `rate`.
+    fn sine_wav(rate: u32, secs: f64) -> Vec<u8> {
+        let n = (f64::from(rate) * secs) as usize;
+        let data: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                let t = i as f64 / f64::from(rate);
+                ((8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16).to_le_bytes()
+            })
+            .collect();
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&1u16.to_le_bytes());
+        fmt.extend_from_slice(&1u16.to_le_bytes());
+        fmt.extend_from_slice(&rate.to_le_bytes());
+        fmt.extend_from_slice(&(rate * 2).to_le_bytes());
+        fmt.extend_from_slice(&2u16.to_le_bytes());
+        fmt.extend_from_slice(&16u16.to_le_bytes());
+        let mut wav = b"RIFF".to_vec();
+        wav.extend_from_slice(&(4 + 8 + 16 + 8 + data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&fmt);
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        wav.extend_from_slice(&data);
+        wav
+    }
+
+    #[tokio::test]
+    async fn a_wav_plays_into_the_leg_in_real_time() {
+        use crate::payload::g711;
+        let d = driver(31240, 31259, 1);
+        let mut events = d.take_events().unwrap();
+        let ([pa, pb], [ha, hb], [la, lb]) = dtmf_call(&d).await;
+        for seq in 0..3u16 {
+            pa.send_to(&pkt(seq, 0xA), la).await.unwrap();
+            assert!(recv(&pb, 2000).await.is_some());
+        }
+        // 1 s at 16 kHz: resampled to the leg's 8 kHz, sent as PCMA.
+        let wav = crate::playback::parse_wav(&sine_wav(16000, 1.0)).unwrap();
+        d.play(&hb, wav, false).await.unwrap();
+        let start = Instant::now();
+        let (mut headers, mut pcm) = (Vec::new(), Vec::new());
+        let mut talking = 3u16;
+        while headers.len() < 50 {
+            // Phone A keeps talking: held back meanwhile.
+            if talking < 13 {
+                pa.send_to(&pkt(talking, 0xA), la).await.unwrap();
+                talking += 1;
+            }
+            let (p, from) = recv(&pb, 2000).await.expect("prompt frame");
+            assert_eq!(from, lb);
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!((h.payload_type, h.ssrc, h.payload_len), (8, hb.ssrc(), 160));
+            g711::decode_alaw(h.payload(&p), &mut pcm);
+            headers.push(h);
+        }
+        let took = start.elapsed();
+        // Real time: 50 frames of 20 ms, the first at once.
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+            "{took:?}"
+        );
+        assert!(headers[0].marker);
+        assert_eq!(headers[0].sequence, 3, "continues the forwarded stream");
+        for w in headers.windows(2) {
+            assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+            assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
+            assert!(!w[1].marker);
+        }
+        let rms =
+            (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len() as f64).sqrt();
+        assert!(rms > 4000.0, "rms {rms}");
+        assert_eq!(
+            next_event(&mut events, 2000).await,
+            Some(MediaEvent::PlaybackDone { leg: hb.key() })
+        );
+        assert!(recv(&pb, 200).await.is_none(), "nothing after the prompt");
+        let c = d.counters(&hb).await.unwrap();
+        assert_eq!(c.suppressed, 10);
+        // A's audio flows again, continuing the stream.
+        pa.send_to(&pkt(20, 0xA), la).await.unwrap();
+        let (p, _) = recv(&pb, 2000).await.expect("A again");
+        let h = rtp::parse(&p).unwrap();
+        assert_eq!(h.sequence, headers[49].sequence.wrapping_add(1));
+
+        // A looped prompt until stop_play, then A again.
+        let wav = crate::playback::parse_wav(&sine_wav(8000, 0.05)).unwrap();
+        d.play(&hb, wav, true).await.unwrap();
+        let mut last = h.sequence;
+        for _ in 0..10 {
+            let (p, _) = recv(&pb, 2000).await.expect("looped frame");
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!(h.sequence, last.wrapping_add(1));
+            last = h.sequence;
+        }
+        d.stop_play(&hb).await.unwrap();
+        // Frames already on the way, then A's audio with the next number.
+        pa.send_to(&pkt(21, 0xA), la).await.unwrap();
+        loop {
+            let (p, _) = recv(&pb, 2000).await.expect("A after stop");
+            let h = rtp::parse(&p).unwrap();
+            assert_eq!(h.sequence, last.wrapping_add(1));
+            last = h.sequence;
+            if h.payload(&p) == [0xD5; 160] {
+                break;
+            }
+        }
+        assert!(next_event(&mut events, 200).await.is_none());
+        // Errors: a leg whose codec has no encoder.
+        d.set_format(&ha, None).await.unwrap();
+        let wav = crate::playback::parse_wav(&sine_wav(8000, 0.1)).unwrap();
+        assert!(matches!(
+            d.play(&ha, wav, false).await,
+            Err(DriverError::Relay(RelayError::NoEncoder(_)))
+        ));
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
+    #[tokio::test]
+    async fn forwarded_packets_fill_the_latency_histogram() {
+        let d = driver(31260, 31279, 2);
+        let (pa, pb) = (phone().await, phone().await);
+        let (ha, la) = d
+            .open_leg(4, leg(Some(pa.local_addr().unwrap())))
+            .await
+            .unwrap();
+        let (hb, lb) = d
+            .open_leg(4, leg(Some(pb.local_addr().unwrap())))
+            .await
+            .unwrap();
+        d.bridge(&ha, &hb).await.unwrap();
+        let empty = d.latency();
+        assert_eq!(
+            (empty.count, empty.cumulative.last().copied()),
+            (0, Some(0))
+        );
+        let n = 60u16;
+        for seq in 0..n {
+            let (from, to, rx) = if seq % 2 == 0 {
+                (&pa, la, &pb)
+            } else {
+                (&pb, lb, &pa)
+            };
+            from.send_to(&pkt(seq, 0xC), to).await.unwrap();
+            assert!(recv(rx, 2000).await.is_some());
+        }
+        // Recorded once send_to returned, which races with the phone's
+        // receive of the last packet.
+        let mut s = d.latency();
+        for _ in 0..100 {
+            if s.count >= u64::from(n) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            s = d.latency();
+        }
+        assert_eq!(s.count, u64::from(n));
+        assert_eq!(s.cumulative.len(), s.bounds_seconds.len() + 1);
+        assert_eq!(s.cumulative.last().copied(), Some(s.count));
+        assert!(s.cumulative.windows(2).all(|w| w[0] <= w[1]), "{s:?}");
+        assert!(s.bounds_seconds.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            s.sum_seconds > 0.0 && s.sum_seconds < f64::from(n) * 0.025,
+            "{s:?}"
+        );
+        // Dropped packets are not forwarded, so not measured.
+        let stranger = phone().await;
+        stranger.send_to(&pkt(999, 0xBAD), la).await.unwrap();
+        wait_counters(&d, &ha, |c| c.dropped(DropReason::NotLatched) == 1).await;
+        assert_eq!(d.latency().count, u64::from(n));
+        d.close_leg(ha).await.unwrap();
+        d.close_leg(hb).await.unwrap();
+        d.shutdown();
+    }
+
     /// Round trip A -> relay -> B -> relay -> A on loopback, against the same
     /// ping-pong without the relay (run with `--ignored --nocapture`).
     #[tokio::test]
@@ -1354,7 +2078,7 @@ mod tests {
         let d = driver(31100, 31103, 1);
         send_sync(&d);
         send(d.open_leg(1, leg(None)));
-        send(d.counters(&LegHandle {
+        let h = LegHandle {
             loop_index: 0,
             key: Key {
                 id: LegId(0),
@@ -1363,7 +2087,16 @@ mod tests {
             port: 0,
             local: SocketAddr::new(LOCALHOST, 0),
             ssrc: 0,
-        }));
+        };
+        send(d.counters(&h));
+        send(d.send_dtmf(&h, "1", 100));
+        let wav = Wav {
+            sample_rate: 8000,
+            samples: Vec::new(),
+        };
+        send(d.play(&h, wav, false));
+        send(d.stop_play(&h));
+        send(d.take_events());
         d.shutdown();
     }
 

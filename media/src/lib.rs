@@ -6,6 +6,8 @@
 //!           ─▶ Action::Forward { out_leg, to } ─▶ send_to on the peer leg's socket
 //!  payload (amr/opus/g711/dtmf), stats, transcode and playback are the pieces
 //!  the relay composes per leg.
+//!  Relay::poll_transmit ─▶ what the relay says itself (RFC 4733 digits, prompts)
+//!  Relay::poll_event ─▶ what the call layer hears about (DTMF, end of a prompt)
 //! ```
 //!
 //! The core reads no clock and does no I/O; the tokio driver owns sockets.
@@ -15,6 +17,8 @@
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod format;
+mod inject;
+pub mod latency;
 pub mod payload;
 pub mod playback;
 pub mod relay;

@@ -379,11 +379,25 @@ impl Playback {
 
     /// The next frame if it is due at `now`, else None.
     pub fn poll_frame(&mut self, now: Instant) -> Option<Frame> {
+        // Not due: no frame, and no buffer allocated for one.
+        self.poll_timeout().filter(|&due| due <= now)?;
+        let mut samples = Vec::with_capacity(self.frame_samples);
+        let rtp_timestamp_offset = self.poll_frame_into(now, &mut samples)?;
+        Some(Frame {
+            samples,
+            rtp_timestamp_offset,
+        })
+    }
+
+    /// [`Playback::poll_frame`] into a buffer the caller reuses (cleared
+    /// first), so that steady playback allocates nothing: the frame's RTP
+    /// timestamp offset, or None when no frame is due.
+    pub fn poll_frame_into(&mut self, now: Instant, samples: &mut Vec<i16>) -> Option<u32> {
         let due = self.poll_timeout()?;
         if now < due {
             return None;
         }
-        let mut samples = Vec::with_capacity(self.frame_samples);
+        samples.clear();
         while samples.len() < self.frame_samples {
             let want = self.frame_samples - samples.len();
             let end = self.position.saturating_add(want).min(self.audio.len());
@@ -407,10 +421,7 @@ impl Playback {
             // Beyond what an Instant can represent: nothing more can be paced.
             self.done = true;
         }
-        Some(Frame {
-            samples,
-            rtp_timestamp_offset,
-        })
+        Some(rtp_timestamp_offset)
     }
 
     /// True once a non-looped playback has emitted its last frame.

@@ -23,8 +23,9 @@
 //!
 //! ```text
 //!  same encoding, other PT ─────▶ PT rewritten in place      ─▶ Forward
-//!  RFC 4733 event ──────────────▶ PT = peer's event PT, in place (or
-//!                                 dropped: NoDtmf)            ─▶ Forward
+//!  RFC 4733 event ──────────────▶ PT = peer's event PT, in place ─▶ Forward
+//!                                 (peer without telephone-event: Consumed,
+//!                                 the press is still reported, see below)
 //!  AMR ⇄ AMR, other payload mode ▶ amr::convert into scratch  ─▶ ForwardBuffer
 //!  other encodings ─────────────▶ Transcoder of the direction ─▶ ForwardBuffer
 //!                                 (no `transcode` feature: NoTranscoder)
@@ -58,16 +59,44 @@
 //! announce an SSRC the far end never sees in RTP, and its report blocks
 //! would describe the other leg's stream with the other leg's numbering.
 //! Each leg instead gets reports about exactly the stream on that leg.
+//!
+//! DTMF and the relay's own voice, per leg:
+//!
+//! ```text
+//!  RTP in, PT = leg's telephone-event PT (101 without a format)
+//!     ─▶ DtmfReceiver ─▶ one RelayEvent::Dtmf per press ─▶ poll_event
+//!        (press ended by its end packets, the next press, or DTMF_QUIET
+//!         without packets: poll_timeout covers that deadline)
+//!     ─▶ and forwarded as before
+//!  send_dtmf(leg, "12#") ─▶ RFC 4733 packets every 50 ms ─┐ poll_transmit(now):
+//!  play(leg, wav)        ─▶ 20 ms frames in the leg's codec ┴ leg's SSRC, next seq
+//! ```
+//!
+//! Generated packets are numbered on the leg's output stream like the
+//! forwarded ones (same SSRC, the next sequence number, the timestamp of
+//! the audio timeline; RFC 4733 §2.1 has events share the audio's sequence
+//! and timestamp base). While a prompt plays, what the peer sends to the
+//! leg is not forwarded (counted in `LegCounters::suppressed`), as
+//! rtpengine does: two voices in one stream would interleave frames of
+//! unrelated timelines. While digits are sent, the peer's audio still
+//! flows, only its own telephone-events are held back (two presses at once
+//! would garble both). RFC 4733 §2.5.1.2 and 3GPP TS 26.114 §G.2 set the
+//! timing: one packet per 50 ms, three end packets, and a pause of at
+//! least 65 ms between digits (here the three end packets span 100 ms, and
+//! the next press starts 50 ms after the last).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use crate::format::{Encoding, LegFormat};
+use crate::inject::{encoder_rate, DtmfTx, FrameEncoder, Inject, PlayTx, FRAME_MS};
 use crate::payload::amr::{self, AmrKind, PayloadMode};
+use crate::payload::dtmf::{self, DtmfError, DtmfNotice, DtmfReceiver};
+use crate::playback::{Playback, Wav};
 use crate::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo, VoipMetrics};
 use crate::rtp::{self, RtpError, RtpHeader};
 use crate::stats::{CodecImpairment, PeerReport, QualitySnapshot, ReceiveStats, RttStats};
@@ -255,6 +284,9 @@ pub enum DropReason {
     /// A payload that had to be converted or transcoded was malformed.
     BadPayload,
     /// An RFC 4733 event for a leg that negotiated no telephone-event.
+    /// Kept for the metric's label: the relay now consumes such packets
+    /// ([`Action::Consumed`]) and reports the press as [`RelayEvent::Dtmf`]
+    /// for the call layer to relay out of band.
     NoDtmf,
 }
 
@@ -324,6 +356,72 @@ pub enum RelayError {
     UnknownLeg(LegId),
     #[error("a leg cannot be bridged to itself")]
     SelfBridge,
+    /// [`Relay::send_dtmf`] on a leg whose format has no telephone-event
+    /// (or is unknown): the call layer sends SIP INFO instead.
+    #[error("leg {0:?} negotiated no telephone-event")]
+    NoTelephoneEvent(LegId),
+    /// A digit or duration [`Relay::send_dtmf`] refused.
+    #[error(transparent)]
+    Dtmf(#[from] DtmfError),
+    /// [`Relay::play`] on a leg whose codec the relay cannot encode: an
+    /// unknown format, an encoding it has no encoder for, or AMR/Opus
+    /// without the `transcode` feature.
+    #[error("no encoder for leg {0:?}'s codec")]
+    NoEncoder(LegId),
+}
+
+/// The telephone-event payload type assumed on a leg whose format is not
+/// known: 101, what SIP endpoints offer almost universally.
+pub const DEFAULT_DTMF_PAYLOAD_TYPE: u8 = 101;
+
+/// A press whose end packets were all lost ends this long after its last
+/// packet: ten update intervals (RFC 4733 §2.5.1.2 suggests 50 ms), so
+/// jitter does not split a press, and the call layer still hears of it
+/// within half a second.
+pub const DTMF_QUIET: Duration = Duration::from_millis(500);
+
+/// The usual tone length for [`Relay::send_dtmf`] (3GPP TS 26.114 §G.2:
+/// at least 65 ms).
+pub const DEFAULT_DTMF_DURATION_MS: u32 = 100;
+
+/// Events [`Relay::poll_event`] holds; beyond that the oldest is dropped
+/// and counted ([`Relay::events_dropped`]). The driver drains them after
+/// every packet, so this only fills if the caller never polls.
+pub const EVENT_QUEUE: usize = 64;
+
+/// What the relay tells the call layer ([`Relay::poll_event`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// One key press received on `leg` (RFC 4733), once per press whatever
+    /// the retransmissions, lost end packets included. `duration_ms` from
+    /// the event's duration field (the last one seen if the end was lost).
+    Dtmf {
+        leg: LegId,
+        digit: char,
+        duration_ms: u32,
+    },
+    /// A prompt started with [`Relay::play`] (not looped) has been sent to
+    /// its end. Not sent for a prompt stopped or replaced.
+    PlaybackDone { leg: LegId },
+}
+
+impl RelayEvent {
+    /// The leg the event is about.
+    pub fn leg(&self) -> LegId {
+        match *self {
+            RelayEvent::Dtmf { leg, .. } | RelayEvent::PlaybackDone { leg } => leg,
+        }
+    }
+}
+
+/// A packet the relay generated ([`Relay::poll_transmit`]): send
+/// [`Relay::output`] out of `leg`'s `socket` to `to` (the leg's learned,
+/// else signalled, address). Valid until the next call into the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub leg: LegId,
+    pub to: SocketAddr,
+    pub socket: SocketKind,
 }
 
 /// What a leg has seen and sent.
@@ -357,6 +455,12 @@ pub struct LegCounters {
     /// The last RTCP XR VoIP Metrics block (RFC 3611 §4.7) the endpoint sent
     /// about the stream we send it.
     pub peer_voip_metrics: Option<VoipMetrics>,
+    /// RFC 4733 key presses received on this leg ([`RelayEvent::Dtmf`]).
+    pub dtmf_in: u64,
+    /// Packets from the peer not sent to this leg because the relay was
+    /// speaking into it (a prompt, or its own digits for events): by
+    /// design, not an error.
+    pub suppressed: u64,
 }
 
 impl LegCounters {
@@ -376,6 +480,8 @@ impl LegCounters {
             rtcp_remote: None,
             quality,
             peer_voip_metrics: None,
+            dtmf_in: 0,
+            suppressed: 0,
         }
     }
 
@@ -562,6 +668,41 @@ impl OutStream {
         self.input = None;
     }
 
+    /// The RTP timestamp for a packet the relay generates at `now`: the
+    /// newest packet's, moved on by the time since on the frame grid and
+    /// by at least one frame (as for a new input in `map`), so it never
+    /// reuses the newest audio packet's. With nothing sent yet the stream
+    /// starts here, at a random sequence number and timestamp (RFC 3550
+    /// §5.1).
+    fn generated_timestamp(&mut self, now: Instant) -> u32 {
+        let Some(last) = self.last_sent_at else {
+            let mut rng = rand::thread_rng();
+            self.max_seq = rng.gen();
+            self.max_ts = rng.gen();
+            self.last_sent_at = Some(now);
+            return self.max_ts;
+        };
+        let ticks = self.ticks(now.saturating_duration_since(last));
+        let frame = self.frame.max(1);
+        self.max_ts.wrapping_add(frame.max(ticks - ticks % frame))
+    }
+
+    /// The sequence number of a packet the relay generates: the next one.
+    /// The forwarded input's numbering moves on by one too, so the packets
+    /// forwarded after it follow it instead of reusing its number.
+    fn generated_seq(&mut self) -> u16 {
+        self.max_seq = self.max_seq.wrapping_add(1);
+        self.seq_offset = self.seq_offset.wrapping_add(1);
+        self.max_seq
+    }
+
+    /// A generated audio frame went out: it is the newest point of the
+    /// timeline (events are not: they carry their press's start).
+    fn generated_audio(&mut self, ts: u32, now: Instant) {
+        self.max_ts = ts;
+        self.last_sent_at = Some(now);
+    }
+
     /// Output (sequence, timestamp) for an input packet.
     fn map(&mut self, h: &RtpHeader, now: Instant) -> (u16, u32) {
         if self.input != Some(h.ssrc) {
@@ -713,6 +854,20 @@ struct Leg {
     /// State of the transcoded direction from this leg to its peer, when
     /// their encodings differ (boxed: most legs never have one).
     transcoded: Option<Box<Transcoded>>,
+    /// The telephone-event payload type received on this leg: the format's,
+    /// [`DEFAULT_DTMF_PAYLOAD_TYPE`] while the format is unknown.
+    dtmf_pt: Option<u8>,
+    /// The telephone-event clock when the SDP gave one other than the
+    /// audio clock ([`Relay::set_dtmf_clock_rate`]).
+    dtmf_clock: Option<u32>,
+    /// Key presses received on this leg.
+    dtmf_rx: DtmfReceiver,
+    /// When the last event packet of the press in progress arrived.
+    dtmf_last: Option<Instant>,
+    /// A `Wake::DtmfQuiet` entry for this leg is in `Relay::wakeups`.
+    dtmf_quiet_pending: bool,
+    /// What the relay itself sends into this leg (boxed: rare).
+    inject: Option<Box<Inject>>,
 }
 
 impl Leg {
@@ -743,6 +898,182 @@ impl Leg {
 
     fn cname(&self) -> String {
         format!("softswitch@{}", self.cfg.local.ip())
+    }
+
+    /// The telephone-event clock: the SDP's when set, else the audio's
+    /// (RFC 4733 recommends they match; 3GPP TS 26.114 §G.2 requires it).
+    fn dtmf_rate(&self) -> u32 {
+        self.dtmf_clock.unwrap_or(self.cfg.clock_rate).max(1)
+    }
+
+    /// An RFC 4733 packet received on this leg (kept out of line: the
+    /// audio path only pays the payload-type comparison).
+    #[inline(never)]
+    fn on_dtmf(
+        &mut self,
+        id: LegId,
+        h: &RtpHeader,
+        packet: &[u8],
+        now: Instant,
+        events: &mut EventQueue,
+        wakeups: &mut Wakeups,
+    ) {
+        let Ok(ev) = dtmf::parse(h.payload(packet)) else {
+            return;
+        };
+        for notice in self.dtmf_rx.on_packet(h.timestamp, h.marker, &ev) {
+            if let DtmfNotice::Ended { digit, duration } = notice {
+                self.report_press(id, digit, duration, events);
+            }
+        }
+        if self.dtmf_rx.in_press() {
+            self.dtmf_last = Some(now);
+            if !self.dtmf_quiet_pending {
+                self.dtmf_quiet_pending = true;
+                let at = now.checked_add(DTMF_QUIET).unwrap_or(now);
+                wakeups.push(at, id, self.epoch, Wake::DtmfQuiet);
+            }
+        }
+    }
+
+    /// The quiet-period deadline of the press in progress came: end the
+    /// press if no packet came since, else look again later.
+    fn dtmf_quiet(
+        &mut self,
+        id: LegId,
+        now: Instant,
+        events: &mut EventQueue,
+        wakeups: &mut Wakeups,
+    ) {
+        self.dtmf_quiet_pending = false;
+        if !self.dtmf_rx.in_press() {
+            return;
+        }
+        let due = self
+            .dtmf_last
+            .and_then(|t| t.checked_add(DTMF_QUIET))
+            .unwrap_or(now);
+        if due > now {
+            self.dtmf_quiet_pending = true;
+            wakeups.push(due, id, self.epoch, Wake::DtmfQuiet);
+            return;
+        }
+        self.end_press(id, events);
+    }
+
+    /// Reports the press in progress, its end packets never having come.
+    fn end_press(&mut self, id: LegId, events: &mut EventQueue) {
+        if let Some(DtmfNotice::Ended { digit, duration }) = self.dtmf_rx.flush() {
+            self.report_press(id, digit, duration, events);
+        }
+    }
+
+    fn report_press(&mut self, id: LegId, digit: char, duration: u16, events: &mut EventQueue) {
+        self.counters.dtmf_in += 1;
+        let ms = u64::from(duration) * 1000 / u64::from(self.dtmf_rate());
+        events.push(RelayEvent::Dtmf {
+            leg: id,
+            digit,
+            duration_ms: u32::try_from(ms).unwrap_or(u32::MAX),
+        });
+    }
+
+    /// Writes a packet the relay generated for this leg into `output`
+    /// with the leg's SSRC and next sequence number, and counts it; None
+    /// when the leg has no address yet (nothing is ever sent to an address
+    /// neither signalled nor learned; the packet is lost, no number used).
+    fn emit(
+        &mut self,
+        id: LegId,
+        marker: bool,
+        payload_type: u8,
+        ts: u32,
+        payload: &[u8],
+        output: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        let to = self.rtp.destination()?;
+        let seq = self.out.generated_seq();
+        output.clear();
+        rtp::write(
+            output,
+            marker,
+            payload_type,
+            seq,
+            ts,
+            self.out.ssrc,
+            payload,
+        );
+        self.counters.rtp_out += 1;
+        self.counters.bytes_out += output.len() as u64;
+        self.out.payload_octets += payload.len() as u64;
+        Some(Transmit {
+            leg: id,
+            to,
+            socket: SocketKind::Rtp,
+        })
+    }
+
+    /// The telephone-event packet due `at`, if the digits being sent
+    /// still expect one then.
+    fn next_dtmf(
+        &mut self,
+        id: LegId,
+        at: Instant,
+        output: &mut Vec<u8>,
+        wakeups: &mut Wakeups,
+    ) -> Option<Transmit> {
+        let inject = self.inject.as_deref_mut()?;
+        let tx = inject.dtmf.as_mut().filter(|t| t.next_due == at)?;
+        let packet = tx.next_packet();
+        let payload_type = tx.payload_type;
+        if tx.is_idle() {
+            inject.dtmf = None;
+        } else {
+            wakeups.push(tx.next_due, id, self.epoch, Wake::Dtmf);
+        }
+        if inject.is_idle() {
+            self.inject = None;
+        }
+        let (marker, ts, payload) = packet?;
+        self.emit(id, marker, payload_type, ts, &payload, output)
+    }
+
+    /// The prompt's frame due `at`, encoded; the prompt ends (and is
+    /// reported) after its last frame.
+    #[allow(clippy::too_many_arguments)]
+    fn next_frame(
+        &mut self,
+        id: LegId,
+        at: Instant,
+        now: Instant,
+        output: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        events: &mut EventQueue,
+        wakeups: &mut Wakeups,
+    ) -> Option<Transmit> {
+        let inject = self.inject.as_deref_mut()?;
+        let play = inject.play.as_mut().filter(|p| p.next_due() == Some(at))?;
+        let frame = play.next_frame(now, scratch);
+        let payload_type = play.payload_type;
+        let done = play.is_done();
+        let next = play.next_due();
+        if done {
+            inject.play = None;
+            events.push(RelayEvent::PlaybackDone { leg: id });
+        } else if let Some(due) = next {
+            wakeups.push(due, id, self.epoch, Wake::Play);
+        }
+        if inject.is_idle() {
+            self.inject = None;
+        }
+        if done {
+            // Forwarding resumes after the prompt's last frame.
+            self.out.restart();
+        }
+        let (marker, ts) = frame?;
+        let sent = self.emit(id, marker, payload_type, ts, scratch, output);
+        self.out.generated_audio(ts, now);
+        sent
     }
 
     /// Reads an accepted RTCP compound from the endpoint into the leg's
@@ -883,6 +1214,52 @@ fn report_due(now: Instant, interval: Duration, first: bool) -> Instant {
 /// to the `SocketAddr`.
 pub type RtcpOut = (LegId, SocketAddr, SocketKind, Vec<u8>);
 
+/// What a `Relay::wakeups` entry is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Wake {
+    /// A received press's quiet-period deadline.
+    DtmfQuiet,
+    /// The next packet of the digits being sent.
+    Dtmf,
+    /// The next frame of the prompt being played.
+    Play,
+}
+
+/// Deadlines other than RTCP, earliest first: (due, leg index, leg epoch,
+/// what). Entries are hints: each is checked against the leg's state when
+/// it comes up, so one that no longer applies (a stopped prompt, a press
+/// that ended) is skipped, and `poll_timeout` may be early, never late.
+#[derive(Debug, Default)]
+struct Wakeups {
+    heap: BinaryHeap<Reverse<(Instant, u32, u64, Wake)>>,
+    /// An entry was added since `Relay::take_timeout_changed`.
+    changed: bool,
+}
+
+impl Wakeups {
+    fn push(&mut self, at: Instant, leg: LegId, epoch: u64, wake: Wake) {
+        self.heap.push(Reverse((at, leg.0, epoch, wake)));
+        self.changed = true;
+    }
+}
+
+/// The bounded queue behind [`Relay::poll_event`].
+#[derive(Debug, Default)]
+struct EventQueue {
+    items: VecDeque<RelayEvent>,
+    dropped: u64,
+}
+
+impl EventQueue {
+    fn push(&mut self, event: RelayEvent) {
+        if self.items.len() >= EVENT_QUEUE {
+            self.items.pop_front();
+            self.dropped += 1;
+        }
+        self.items.push_back(event);
+    }
+}
+
 /// The relay: every leg of one event loop.
 #[derive(Debug, Default)]
 pub struct Relay {
@@ -895,11 +1272,15 @@ pub struct Relay {
     /// entries of removed legs are skipped when they come up.
     timers: BinaryHeap<Reverse<(Instant, u32, u64)>>,
     next_epoch: u64,
-    /// The packet of the last [`Action::ForwardBuffer`]; reused, so the
-    /// converting paths allocate nothing once it has grown.
+    /// The packet of the last [`Action::ForwardBuffer`] or [`Transmit`];
+    /// reused, so the converting and generating paths allocate nothing
+    /// once it has grown.
     output: Vec<u8>,
     /// Intermediate payloads of the converting paths, reused likewise.
     scratch: Vec<u8>,
+    /// DTMF quiet periods and generated packets.
+    wakeups: Wakeups,
+    events: EventQueue,
 }
 
 impl Relay {
@@ -913,6 +1294,15 @@ impl Relay {
             next_epoch: 0,
             output: Vec::new(),
             scratch: Vec::new(),
+            wakeups: Wakeups {
+                heap: BinaryHeap::with_capacity(EVENT_QUEUE),
+                changed: false,
+            },
+            // Allocated now so that reporting a press never allocates.
+            events: EventQueue {
+                items: VecDeque::with_capacity(EVENT_QUEUE),
+                dropped: 0,
+            },
         }
     }
 
@@ -939,6 +1329,12 @@ impl Relay {
             cfg,
             format: None,
             transcoded: None,
+            dtmf_pt: Some(DEFAULT_DTMF_PAYLOAD_TYPE),
+            dtmf_clock: None,
+            dtmf_rx: DtmfReceiver::new(),
+            dtmf_last: None,
+            dtmf_quiet_pending: false,
+            inject: None,
         };
         let id = match self.free.pop() {
             Some(id) if self.legs.get(id as usize).is_some() => {
@@ -1032,11 +1428,21 @@ impl Relay {
     /// converted between payload modes, other encodings transcoded (feature
     /// `transcode`; without it such packets are dropped as
     /// [`DropReason::NoTranscoder`]). A known format also sets the leg's
-    /// clock rate to the encoding's.
+    /// clock rate to the encoding's, and its telephone-event payload type
+    /// (received and sent). A changed format stops what the relay was
+    /// sending into the leg ([`Relay::send_dtmf`], [`Relay::play`]): it
+    /// was built for the old codec and payload types.
     pub fn set_format(&mut self, leg: LegId, format: Option<LegFormat>) -> Result<(), RelayError> {
         let l = self.leg_mut(leg).ok_or(RelayError::UnknownLeg(leg))?;
         if l.format == format {
             return Ok(());
+        }
+        l.dtmf_pt = match &format {
+            Some(f) => f.dtmf_payload_type,
+            None => Some(DEFAULT_DTMF_PAYLOAD_TYPE),
+        };
+        if l.inject.take().is_some_and(|i| i.play.is_some()) {
+            l.out.restart();
         }
         if let Some(f) = &format {
             let rate = f.encoding.clock_rate();
@@ -1057,7 +1463,7 @@ impl Relay {
         Ok(())
     }
 
-    /// The packet of the last [`Action::ForwardBuffer`].
+    /// The packet of the last [`Action::ForwardBuffer`] or [`Transmit`].
     pub fn output(&self) -> &[u8] {
         &self.output
     }
@@ -1093,9 +1499,11 @@ impl Relay {
         }
     }
 
-    /// Removes a leg, unbridging its peer; its id may be reused.
+    /// Removes a leg, unbridging its peer; its id may be reused, so its
+    /// events not yet polled are dropped with it.
     pub fn remove_leg(&mut self, leg: LegId) -> Result<(), RelayError> {
         self.unbridge(leg)?;
+        self.events.items.retain(|e| e.leg() != leg);
         if let Some(slot) = self.legs.get_mut(leg.index()) {
             *slot = None;
             self.free.push(leg.0);
@@ -1131,11 +1539,205 @@ impl Relay {
         })
     }
 
-    /// The next RTCP report due on some leg, if any leg exists: when the
-    /// caller should call [`Relay::poll_rtcp`] next. May be early (a removed
-    /// leg's deadline), never late.
+    /// The next deadline: an RTCP report due on some leg (then call
+    /// [`Relay::poll_rtcp`]), a generated packet due or a received press's
+    /// quiet period over (then call [`Relay::poll_transmit`]). May be early
+    /// (a removed leg's deadline, a stopped prompt's), never late.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let rtcp = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let wake = self.wakeups.heap.peek().map(|Reverse((at, ..))| *at);
+        match (rtcp, wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a deadline was added since the last call (e.g. by a packet
+    /// that started a press): a caller sleeping until
+    /// [`Relay::poll_timeout`] should look again.
+    pub fn take_timeout_changed(&mut self) -> bool {
+        std::mem::take(&mut self.wakeups.changed)
+    }
+
+    /// The next event for the call layer, if any (see [`RelayEvent`]).
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.items.pop_front()
+    }
+
+    /// Events lost because the queue held [`EVENT_QUEUE`] unpolled ones.
+    pub fn events_dropped(&self) -> u64 {
+        self.events.dropped
+    }
+
+    /// The next packet the relay generated that is due by `now` (digits
+    /// of [`Relay::send_dtmf`], frames of [`Relay::play`]): send
+    /// [`Relay::output`] as [`Transmit`] says. Call it when
+    /// [`Relay::poll_timeout`] is reached, until it returns None; it also
+    /// ends received presses whose quiet period is over (their events
+    /// then come out of [`Relay::poll_event`]). After a late call the due
+    /// packets come one by one, each with its own timestamp.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        while let Some(&Reverse((at, index, epoch, wake))) = self.wakeups.heap.peek() {
+            if at > now {
+                return None;
+            }
+            self.wakeups.heap.pop();
+            let id = LegId(index);
+            let Some(l) = self.legs.get_mut(id.index()).and_then(Option::as_mut) else {
+                continue;
+            };
+            if l.epoch != epoch {
+                continue;
+            }
+            let sent = match wake {
+                Wake::DtmfQuiet => {
+                    l.dtmf_quiet(id, now, &mut self.events, &mut self.wakeups);
+                    None
+                }
+                Wake::Dtmf => l.next_dtmf(id, at, &mut self.output, &mut self.wakeups),
+                Wake::Play => l.next_frame(
+                    id,
+                    at,
+                    now,
+                    &mut self.output,
+                    &mut self.scratch,
+                    &mut self.events,
+                    &mut self.wakeups,
+                ),
+            };
+            if sent.is_some() {
+                return sent;
+            }
+        }
+        None
+    }
+
+    /// Sends `digits` (`0`-`9`, `*`, `#`, `A`-`D`) into `leg` as RFC 4733
+    /// events, each a tone of `duration_ms` (e.g.
+    /// [`DEFAULT_DTMF_DURATION_MS`]), after the digits already queued. On
+    /// the leg's output stream: its SSRC, its next sequence numbers, its
+    /// telephone-event payload type; each press has one RTP timestamp (its
+    /// start on the audio timeline), the marker on its first packet, an
+    /// update every 50 ms and three end packets. The packets come out of
+    /// [`Relay::poll_transmit`], the first one due `now`.
+    ///
+    /// Refused, with nothing queued: a character that is not a digit, a
+    /// duration of 0 or beyond one event (65535 clock units), a leg whose
+    /// format has no telephone-event ([`RelayError::NoTelephoneEvent`]:
+    /// the call layer uses SIP INFO then).
+    pub fn send_dtmf(
+        &mut self,
+        leg: LegId,
+        digits: &str,
+        duration_ms: u32,
+        now: Instant,
+    ) -> Result<(), RelayError> {
+        let l = self
+            .legs
+            .get_mut(leg.index())
+            .and_then(Option::as_mut)
+            .ok_or(RelayError::UnknownLeg(leg))?;
+        let payload_type = l
+            .format
+            .as_ref()
+            .and_then(|f| f.dtmf_payload_type)
+            .ok_or(RelayError::NoTelephoneEvent(leg))?;
+        if let Some(tx) = l.inject.as_deref_mut().and_then(|i| i.dtmf.as_mut()) {
+            // Behind the digits being sent, on their timeline.
+            return Ok(tx.queue(digits, duration_ms)?);
+        }
+        let mut tx = DtmfTx::new(payload_type, l.dtmf_rate(), l.out.clock_rate, now);
+        tx.queue(digits, duration_ms)?;
+        if tx.is_idle() {
+            // No digits.
+            return Ok(());
+        }
+        tx.set_base(l.out.generated_timestamp(now));
+        l.inject.get_or_insert_with(Box::default).dtmf = Some(tx);
+        self.wakeups.push(now, leg, l.epoch, Wake::Dtmf);
+        Ok(())
+    }
+
+    /// The sample rate [`Relay::play`] encodes the leg's prompts at (its
+    /// codec's clock): a WAV already at this rate is not resampled, so a
+    /// caller can resample off the event loop first.
+    pub fn play_rate(&self, leg: LegId) -> Result<u32, RelayError> {
+        let l = self.leg(leg).ok_or(RelayError::UnknownLeg(leg))?;
+        l.format
+            .as_ref()
+            .and_then(|f| encoder_rate(f.encoding))
+            .ok_or(RelayError::NoEncoder(leg))
+    }
+
+    /// Plays `wav` into `leg` in real time, in 20 ms frames encoded in the
+    /// leg's codec (G.711 directly; AMR, AMR-WB and Opus with the
+    /// `transcode` feature), on the leg's output stream (its SSRC, next
+    /// sequence numbers, the audio timeline), from `now`; `looped` plays
+    /// it until [`Relay::stop_play`]. Replaces a prompt already playing.
+    /// Meanwhile the peer's packets to this leg are not forwarded (counted
+    /// in `LegCounters::suppressed`). The frames come out of
+    /// [`Relay::poll_transmit`]; the end of a prompt that is not looped
+    /// is reported as [`RelayEvent::PlaybackDone`] (at once for empty
+    /// audio). The WAV is resampled to [`Relay::play_rate`] here unless it
+    /// is at that rate already.
+    pub fn play(
+        &mut self,
+        leg: LegId,
+        wav: Wav,
+        looped: bool,
+        now: Instant,
+    ) -> Result<(), RelayError> {
+        let l = self
+            .legs
+            .get_mut(leg.index())
+            .and_then(Option::as_mut)
+            .ok_or(RelayError::UnknownLeg(leg))?;
+        let format = l.format.as_ref().ok_or(RelayError::NoEncoder(leg))?;
+        let payload_type = format.payload_type;
+        let encoder = FrameEncoder::new(format.encoding).ok_or(RelayError::NoEncoder(leg))?;
+        let playback = Playback::new(wav, encoder.rate(), FRAME_MS, looped, now);
+        let replaced = l.inject.as_deref_mut().and_then(|i| i.play.take());
+        let Some(due) = playback.poll_timeout() else {
+            if replaced.is_some() {
+                l.out.restart();
+            }
+            if l.inject.as_deref().is_some_and(Inject::is_idle) {
+                l.inject = None;
+            }
+            self.events.push(RelayEvent::PlaybackDone { leg });
+            return Ok(());
+        };
+        let base = l.out.generated_timestamp(now);
+        let play = PlayTx::new(playback, encoder, payload_type, base);
+        l.inject.get_or_insert_with(Box::default).play = Some(play);
+        self.wakeups.push(due, leg, l.epoch, Wake::Play);
+        Ok(())
+    }
+
+    /// Stops the prompt playing into `leg`, if any (no
+    /// [`RelayEvent::PlaybackDone`]); forwarding from the peer resumes,
+    /// continuing the leg's sequence numbers and timestamps.
+    pub fn stop_play(&mut self, leg: LegId) -> Result<(), RelayError> {
+        let l = self.leg_mut(leg).ok_or(RelayError::UnknownLeg(leg))?;
+        if let Some(inject) = l.inject.as_deref_mut() {
+            if inject.play.take().is_some() {
+                l.out.restart();
+            }
+            if inject.is_idle() {
+                l.inject = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The telephone-event clock rate of the leg when its SDP gives one
+    /// other than the audio codec's (e.g. `telephone-event/8000` next to
+    /// AMR-WB); `None` (the default) uses the audio clock. It converts
+    /// received durations to milliseconds and sets the unit of sent ones.
+    pub fn set_dtmf_clock_rate(&mut self, leg: LegId, rate: Option<u32>) -> Result<(), RelayError> {
+        let l = self.leg_mut(leg).ok_or(RelayError::UnknownLeg(leg))?;
+        l.dtmf_clock = rate.filter(|&r| r > 0);
+        Ok(())
     }
 
     /// The next RTCP compound the relay sends, if one is due by `now`; call
@@ -1234,7 +1836,9 @@ impl Relay {
         now: Instant,
     ) -> Action {
         let cfg = self.cfg;
-        let Some(l) = self.leg_mut(leg) else {
+        // The field, not `leg_mut`: the events and deadlines are borrowed
+        // alongside for a telephone-event.
+        let Some(l) = self.legs.get_mut(leg.index()).and_then(Option::as_mut) else {
             return self.drop_unknown();
         };
         if l.cfg.rtcp_mux && rtp::is_rtcp(packet) {
@@ -1262,10 +1866,20 @@ impl Relay {
             // and A.8 start over (as a receiver does for a new SSRC).
             c.ssrc_in = Some(h.ssrc);
             l.quality.rx = ReceiveStats::new(l.cfg.clock_rate);
+            // Its events are keyed by its own timestamps: the old source's
+            // press (if its end was lost) ends here.
+            l.end_press(leg, &mut self.events);
+            l.dtmf_rx.reset();
         }
         l.quality
             .rx
             .on_packet(h.sequence, h.timestamp, h.payload_len, now);
+        // Reported whether or not the packet goes anywhere (the call layer
+        // relays it out of band when the peer cannot take it).
+        let is_dtmf = l.dtmf_pt == Some(h.payload_type);
+        if is_dtmf {
+            l.on_dtmf(leg, &h, packet, now, &mut self.events, &mut self.wakeups);
+        }
         let Some(peer) = l.peer else {
             return drop_on(l, DropReason::NoPeer);
         };
@@ -1275,11 +1889,20 @@ impl Relay {
         let Some(to) = out.rtp.destination() else {
             return self.drop_no_peer(leg);
         };
+        if let Some(inject) = out.inject.as_deref() {
+            // The relay is speaking into the peer: see the module notes.
+            if inject.play.is_some() || (is_dtmf && inject.dtmf.is_some()) {
+                out.counters.suppressed += 1;
+                return Action::Consumed;
+            }
+        }
         // Unknown or identical formats (the common case) cost one comparison.
         let payload_type = match (&in_format, &out.format) {
             (Some(x), Some(y)) if x != y => match route(x, y, h.payload_type) {
                 Route::Pass => h.payload_type,
                 Route::Remap(pt) => pt,
+                // Reported above as a RelayEvent; nothing to forward.
+                Route::Drop(DropReason::NoDtmf) => return Action::Consumed,
                 Route::Drop(reason) => return self.count_and_drop(leg, reason),
                 slow => return self.forward_converted(leg, peer, to, &h, packet, slow, now),
             },
@@ -2825,6 +3448,9 @@ mod tests {
 }
 
 #[cfg(test)]
+mod inject_tests;
+
+#[cfg(test)]
 mod format_tests {
     use super::tests::{addr, bridged, Call};
     use super::*;
@@ -3012,22 +3638,14 @@ mod format_tests {
         let (_, out) = send_t0(&mut c, false, &mut p);
         assert_eq!(rtp::parse(&out).unwrap().payload_type, 101);
 
-        // B negotiated no telephone-event: dropped and counted on A.
+        // B negotiated no telephone-event: not sent to B, and not an error
+        // (the press is reported for the call layer to relay out of band).
         c.relay
             .set_format(c.b, Some(fmt(8, Encoding::Pcma, None)))
             .unwrap();
         let mut p = packet(101, 8, 800, &event);
-        assert_eq!(
-            send_t0(&mut c, true, &mut p).0,
-            Action::Drop(DropReason::NoDtmf)
-        );
-        assert_eq!(
-            c.relay
-                .leg_counters(c.a)
-                .unwrap()
-                .dropped(DropReason::NoDtmf),
-            1
-        );
+        assert_eq!(send_t0(&mut c, true, &mut p).0, Action::Consumed);
+        assert_eq!(c.relay.leg_counters(c.a).unwrap().dropped_total(), 0);
         // Audio still flows.
         let mut p = packet(8, 9, 960, &[0xD5; 160]);
         assert!(matches!(

@@ -13,6 +13,10 @@
 //!   `media::payload::dtmf::DtmfSender` generates decode to the same digits
 //!   in tshark's rtpevent dissector and, with end packets lost, in a fresh
 //!   `DtmfReceiver`, once each.
+//! - `relay_injected_dtmf_decodes_in_tshark`: digits the relay injects into
+//!   a live leg (`Relay::send_dtmf`), interleaved with the audio it
+//!   forwards, decode to the same digits in tshark, on one RTP stream
+//!   without a sequence gap.
 //!
 //! tshark comes from the Debian package `tshark` (`scripts/test` installs
 //! it); without it these tests fail, saying so.
@@ -26,11 +30,14 @@
 
 mod pcap;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use media::format::{Encoding, LegFormat};
 use media::payload::dtmf::{self, DtmfNotice, DtmfReceiver, DtmfSender};
+use media::relay::{Action, LegConfig, Relay, RelayConfig};
 use media::stats::ReceiveStats;
 use pcap::PcapWriter;
 
@@ -409,17 +416,24 @@ struct EventPacket {
     rtp: Vec<u8>,
 }
 
-/// tshark's view of a telephone-event capture: (seq, timestamp, marker,
-/// event, end, duration) per packet.
-fn tshark_events(path: &std::path::Path, port: u16) -> Vec<(u16, u32, bool, u8, bool, u16)> {
+/// tshark's view of the telephone-events (payload type `pt`) of a
+/// capture: (seq, timestamp, marker, event, end, duration) per packet.
+fn tshark_events(
+    path: &std::path::Path,
+    port: u16,
+    pt: u8,
+) -> Vec<(u16, u32, bool, u8, bool, u16)> {
     let decode = format!("udp.port=={port},rtp");
+    let event_pt = format!("rtp.pt=={pt},rtpevent");
     let output = tshark(&[
         "-r",
         path.to_str().unwrap(),
         "-d",
         &decode,
         "-d",
-        "rtp.pt==101,rtpevent",
+        &event_pt,
+        "-Y",
+        "rtpevent",
         "-T",
         "fields",
         "-E",
@@ -454,7 +468,7 @@ fn tshark_events(path: &std::path::Path, port: u16) -> Vec<(u16, u32, bool, u8, 
                 s.parse()
                     .unwrap_or_else(|_| panic!("{s:?} in {line:?}: not decoded as rtpevent?"))
             };
-            assert_eq!(num(f[3]), u64::from(PT_EVENT), "{line:?}");
+            assert_eq!(num(f[3]), u64::from(pt), "{line:?}");
             (
                 u16::try_from(num(f[0])).unwrap(),
                 u32::try_from(num(f[1])).unwrap(),
@@ -528,7 +542,7 @@ fn dtmf_generated_decodes_in_tshark_and_in_our_receiver() {
     // the same timestamp for the whole press, the marker on the first
     // packet only, three end packets with the final duration (800 units).
     let path = save("dtmf", capture_of(&sent, PORT));
-    let events = tshark_events(&path, PORT);
+    let events = tshark_events(&path, PORT, PT_EVENT);
     assert_eq!(events.len(), sent.len());
     for (p, &(seq, ts, marker, event, end, duration)) in sent.iter().zip(&events) {
         assert_eq!((seq, ts), (p.seq, p.timestamp));
@@ -562,7 +576,7 @@ fn dtmf_generated_decodes_in_tshark_and_in_our_receiver() {
 
     // tshark still sees every digit once.
     let path = save("dtmf-lossy", capture_of(&wire, PORT));
-    let events = tshark_events(&path, PORT);
+    let events = tshark_events(&path, PORT, PT_EVENT);
     assert_eq!(events.len(), wire.len());
     assert_eq!(tshark_digits(&events), ALL_DIGITS);
     let _ = std::fs::remove_file(path);
@@ -592,4 +606,125 @@ fn dtmf_generated_decodes_in_tshark_and_in_our_receiver() {
         expected.push(DtmfNotice::Ended { digit, duration });
     }
     assert_eq!(notices, expected);
+}
+
+// ---------------------------------------------------------------------------
+// Digits the relay injects into a live leg decode in tshark.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn relay_injected_dtmf_decodes_in_tshark() {
+    const PORT: u16 = 50_006;
+    /// Phone B's telephone-event payload type (phone A's is 101: remapped).
+    const PT_B_EVENT: u8 = 100;
+    let relay_b = SocketAddr::from((SENDER, PORT - 10_000));
+    let phone_a: SocketAddr = "192.0.2.30:40000".parse().unwrap();
+    let phone_b = SocketAddr::from((RECEIVER, PORT));
+    let t0 = Instant::now();
+    let mut relay = Relay::new(RelayConfig::default());
+    let a = relay.add_leg(
+        LegConfig {
+            remote: Some(phone_a),
+            ..LegConfig::new("192.0.2.10:30000".parse().unwrap())
+        },
+        t0,
+    );
+    let b = relay.add_leg(
+        LegConfig {
+            remote: Some(phone_b),
+            ..LegConfig::new(relay_b)
+        },
+        t0,
+    );
+    relay.bridge(a, b).unwrap();
+    let format = |dtmf| LegFormat {
+        payload_type: PT_PCMA,
+        encoding: Encoding::Pcma,
+        dtmf_payload_type: Some(dtmf),
+    };
+    relay.set_format(a, Some(format(PT_EVENT))).unwrap();
+    relay.set_format(b, Some(format(PT_B_EVENT))).unwrap();
+
+    // Phone A talks (20 ms PCMA) for 4.5 s; at 100 ms the switch starts
+    // sending all sixteen digits into B (250 ms each). Everything that
+    // goes to phone B is captured at the time it leaves.
+    let mut capture = PcapWriter::new();
+    let mut packets = 0usize;
+    let mut capture_packet = |at_ms: u64, rtp: &[u8]| {
+        capture.udp(
+            EPOCH_US + at_ms * 1000,
+            (SENDER, PORT - 10_000),
+            (RECEIVER, PORT),
+            rtp,
+        );
+    };
+    for t in 0..=4500u64 {
+        let now = t0 + Duration::from_millis(t);
+        if t % 20 == 0 {
+            let seq = 4000 + (t / 20) as u16;
+            let mut p = Vec::new();
+            media::rtp::write(
+                &mut p,
+                false,
+                PT_PCMA,
+                seq,
+                u32::from(seq) * 160,
+                0xA,
+                &[0xD5; 160],
+            );
+            let action = relay.handle_rtp(a, phone_a, &mut p, now);
+            assert!(matches!(action, Action::Forward { to, .. } if to == phone_b));
+            capture_packet(t, &p);
+            packets += 1;
+        }
+        if t == 100 {
+            relay.send_dtmf(b, ALL_DIGITS, 100, now).expect("send_dtmf");
+        }
+        while let Some(tx) = relay.poll_transmit(now) {
+            assert_eq!((tx.leg, tx.to), (b, phone_b));
+            capture_packet(t, relay.output());
+            packets += 1;
+        }
+    }
+    let path = save("relay-dtmf", capture);
+
+    // tshark: every press once, in order, each with its own timestamp, the
+    // marker on its first packet and three end packets.
+    let events = tshark_events(&path, PORT, PT_B_EVENT);
+    assert_eq!(events.len(), 5 * ALL_DIGITS.len());
+    assert_eq!(tshark_digits(&events), ALL_DIGITS);
+    for press in events.chunks(5) {
+        let ts = press[0].1;
+        assert!(press.iter().all(|e| e.1 == ts && e.3 == press[0].3));
+        let markers: Vec<bool> = press.iter().map(|e| e.2).collect();
+        assert_eq!(markers, [true, false, false, false, false]);
+        let ends: Vec<(bool, u16)> = press.iter().map(|e| (e.4, e.5)).collect();
+        assert_eq!(
+            ends,
+            [
+                (false, 0),
+                (false, 400),
+                (true, 800),
+                (true, 800),
+                (true, 800)
+            ]
+        );
+    }
+
+    // And one RTP stream (B's SSRC), audio and events together, with no
+    // sequence number missing.
+    let decode = format!("udp.port=={PORT},rtp");
+    let output = tshark(&[
+        "-q",
+        "-r",
+        path.to_str().unwrap(),
+        "-d",
+        &decode,
+        "-z",
+        "rtp,streams",
+    ]);
+    println!("{output}");
+    let stream = parse_streams(&output, relay.leg_ssrc(b).unwrap());
+    assert_eq!((stream.pkts, stream.lost), (packets as u64, 0));
+    let _ = std::fs::remove_file(path);
 }

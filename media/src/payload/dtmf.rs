@@ -241,6 +241,13 @@ impl DtmfReceiver {
         })
     }
 
+    /// A press has started and not ended yet: its end packets may all be
+    /// lost, so the caller should [`DtmfReceiver::flush`] it after a quiet
+    /// period.
+    pub fn in_press(&self) -> bool {
+        self.current.is_some_and(|p| !p.ended)
+    }
+
     /// Forgets the stream (new SSRC): the next packet starts a press
     /// whatever its timestamp.
     pub fn reset(&mut self) {
@@ -655,10 +662,12 @@ mod tests {
             volume: 10,
             duration: 400,
         };
+        assert!(!rx.in_press());
         assert_eq!(
             rx.on_packet(9, true, &ev).collect::<Vec<_>>(),
             [DtmfNotice::Started { digit: 'A' }]
         );
+        assert!(rx.in_press());
         assert_eq!(
             rx.flush(),
             Some(DtmfNotice::Ended {
@@ -666,6 +675,7 @@ mod tests {
                 duration: 400
             })
         );
+        assert!(!rx.in_press());
         assert_eq!(rx.flush(), None);
         // Non-digit events (16 = flash) are ignored.
         let flash = Event { event: 16, ..ev };

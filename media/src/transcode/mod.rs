@@ -435,7 +435,7 @@ fn encode_amr(
 }
 
 /// Mono VoIP encoder at `rate`, 20 ms frames, no FEC, no DTX.
-fn opus_encoder(rate: u32) -> Result<opus2::Encoder, TranscodeError> {
+pub(crate) fn opus_encoder(rate: u32) -> Result<opus2::Encoder, TranscodeError> {
     let mut e = opus2::Encoder::new(rate, opus2::Channels::Mono, opus2::Application::Voip)?;
     // Enough for transparent speech at each bandwidth without wasting the
     // leg's bandwidth; the peer's SDP `maxaveragebitrate` could lower it.

@@ -16,10 +16,18 @@
 //! Request-URI user is routed by longest prefix (404), a trunk that times out
 //! or cannot be reached gives 408/503.
 
+mod app;
+
+pub use app::{
+    media_timed_out, stats_json, AppAnswer, AppCallError, AppMedia, Command, StartApp,
+};
+
+use crate::cdr::{CallEnd, CallStart, CdrSink};
 use crate::config::{Router, TransportKind, Trunk};
 use crate::metrics::Metrics;
+use crate::registry::{new_session_id, CallStats};
 use bytes::Bytes;
-use media::driver::{LegHandle, MediaDriver};
+use media::driver::{LegHandle, MediaDriver, MediaEvent};
 use media::format::{Encoding, LegFormat};
 use media::relay::LegConfig;
 use sip::auth::Credentials;
@@ -32,7 +40,7 @@ use sip::transport::Transport;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How a call ended, as counted in `calls_total{outcome}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +119,12 @@ struct Call {
     inbound_codecs: Vec<String>,
     /// Each side's payload format once negotiated, for the relay.
     formats: Option<(Option<LegFormat>, Option<LegFormat>)>,
+    /// The call record's key.
+    session_id: String,
+    ring_time: Option<SystemTime>,
+    answer_time: Option<SystemTime>,
+    /// B's final failure status, for the record.
+    sip_status: Option<u16>,
 }
 
 impl Call {
@@ -195,6 +209,13 @@ pub struct B2bua {
     metrics: Arc<Metrics>,
     next_call: u64,
     accepting: bool,
+    cdr: CdrSink,
+    /// This node's prefix for session ids.
+    node: String,
+    app_calls: HashMap<u64, app::AppCall>,
+    app_legs: HashMap<LegId, u64>,
+    /// session_id → app call.
+    sessions: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -248,6 +269,8 @@ impl B2bua {
         media_ip: IpAddr,
         public_host: String,
         metrics: Arc<Metrics>,
+        cdr: CdrSink,
+        node: String,
         now: Instant,
     ) -> Self {
         let trunks = router
@@ -280,11 +303,17 @@ impl B2bua {
             metrics,
             next_call: 0,
             accepting: true,
+            cdr,
+            node,
+            app_calls: HashMap::new(),
+            app_legs: HashMap::new(),
+            sessions: HashMap::new(),
         }
     }
 
+    /// Transit and app calls not yet ended.
     pub fn active_calls(&self) -> usize {
-        self.calls.len()
+        self.calls.len() + self.app_call_count()
     }
 
     /// Trunks whose last keep-alive went unanswered.
@@ -396,6 +425,9 @@ impl B2bua {
     }
 
     pub async fn handle_event(&mut self, ep: &mut Endpoint, ev: Event, now: Instant) {
+        if event_leg(&ev).is_some_and(|leg| self.owns_app_leg(leg)) {
+            return self.app_event(ep, ev, now).await;
+        }
         match ev {
             Event::IncomingInvite {
                 leg,
@@ -565,6 +597,7 @@ impl B2bua {
         );
         self.next_call += 1;
         let id = self.next_call;
+        let session_id = new_session_id(&self.node);
         self.calls.insert(
             id,
             Call {
@@ -589,8 +622,21 @@ impl B2bua {
                 amr_twins,
                 inbound_codecs: inbound.codecs.clone(),
                 formats: None,
+                session_id: session_id.clone(),
+                ring_time: None,
+                answer_time: None,
+                sip_status: None,
             },
         );
+        self.cdr.start(CallStart {
+            session_id,
+            kind: "transit",
+            account: String::new(),
+            caller,
+            callee: number,
+            trunk: Some(out_trunk),
+            call_time: SystemTime::now(),
+        });
         self.legs.insert(leg, (id, Side::A));
         self.legs.insert(b, (id, Side::B));
         self.metrics.calls_active.set(self.calls.len() as i64);
@@ -700,9 +746,10 @@ impl B2bua {
             }
         };
         self.calls.insert(id, call);
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        call.ring_time.get_or_insert_with(SystemTime::now);
         let status = if resp.status == 183 && body.is_empty() {
             180
         } else {
@@ -751,6 +798,7 @@ impl B2bua {
             match offers {
                 Some((b_offer, to_a)) => {
                     call.answered = true;
+                    call.answer_time = Some(SystemTime::now());
                     media_update(media, call, Side::B, b_offer.audio_destination()).await;
                     ep.respond(call.a, 200, to_a.to_bytes(), now);
                     call.late_offer = Some((b_offer, to_a));
@@ -766,6 +814,7 @@ impl B2bua {
         match self.answer_for_a(call, &resp.body) {
             Some((answer, b_remote)) => {
                 call.answered = true;
+                call.answer_time = Some(SystemTime::now());
                 media_update(media, call, Side::B, b_remote).await;
                 ep.respond(call.a, 200, answer, now);
             }
@@ -823,6 +872,7 @@ impl B2bua {
         if side != Side::B {
             return;
         }
+        call.sip_status = Some(status);
         // Trunk-side failures towards the caller (OPERATIONS.md): unreachable
         // is 503, timeout 408; a challenge we could not answer is our
         // problem, not the caller's, so it is not passed on.
@@ -939,6 +989,33 @@ impl B2bua {
             }
             Method::Info => {
                 let ct = req.content_type();
+                // DTMF as INFO towards a side that speaks RFC 4733: the relay
+                // plays the digit into that side's stream, the INFO ends here.
+                let digit = ct
+                    .as_deref()
+                    .filter(|c| c.eq_ignore_ascii_case("application/dtmf-relay"))
+                    .and_then(|_| dtmf_relay_digit(&req.body));
+                let other_has_rfc4733 = call
+                    .formats
+                    .as_ref()
+                    .map(|(a, b)| match side.other() {
+                        Side::A => a,
+                        Side::B => b,
+                    })
+                    .and_then(|f| f.as_ref())
+                    .is_some_and(|f| f.dtmf_payload_type.is_some());
+                if let (Some((digit, duration)), true) = (digit, other_has_rfc4733) {
+                    let injected = match call.media(side.other()) {
+                        Some(leg) => media
+                            .send_dtmf(leg, &digit.to_string(), duration)
+                            .await
+                            .is_ok(),
+                        None => false,
+                    };
+                    let status = if injected { 200 } else { 500 };
+                    ep.respond_request(txn, status, None, Bytes::new(), now);
+                    return;
+                }
                 match ep.request(other, Method::Info, ct.as_deref(), req.body.clone(), now) {
                     Some(c) => {
                         call.relayed.insert(
@@ -1065,12 +1142,41 @@ impl B2bua {
                     Outcome::Failed
                 });
                 self.metrics.call_ended(outcome.as_str());
+                let stats = match (&call.media_a, &call.media_b) {
+                    (Some(a), Some(b)) => {
+                        match (self.media.counters(a).await, self.media.counters(b).await) {
+                            (Ok(ca), Ok(cb)) => Some(CallStats::from_legs(&ca, Some(&cb))),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
                 for leg in [call.media_a.take(), call.media_b.take()]
                     .into_iter()
                     .flatten()
                 {
                     self.release_media(leg).await;
                 }
+                let codecs = match &call.formats {
+                    Some((a, b)) => format!(
+                        "a={} b={}",
+                        a.as_ref()
+                            .map_or("-".to_owned(), |f| app::encoding_name(f.encoding)),
+                        b.as_ref()
+                            .map_or("-".to_owned(), |f| app::encoding_name(f.encoding)),
+                    ),
+                    None => String::new(),
+                };
+                self.cdr.end(CallEnd {
+                    session_id: call.session_id.clone(),
+                    ring_time: call.ring_time,
+                    answer_time: call.answer_time,
+                    end_time: SystemTime::now(),
+                    outcome: outcome.as_str(),
+                    sip_status: call.sip_status,
+                    codecs,
+                    quality: stats.as_ref().map_or(serde_json::Value::Null, stats_json),
+                });
             }
         }
         self.metrics.calls_active.set(self.calls.len() as i64);
@@ -1098,9 +1204,51 @@ impl B2bua {
             .set(self.media.ports_available() as i64);
     }
 
+    /// What the relay saw: a key press (RFC 4733) on a leg. Where the other
+    /// side of a transit call negotiated no telephone-event the relay could
+    /// not forward it, so it goes there as SIP INFO (application/dtmf-relay).
+    pub fn handle_media_event(&mut self, ep: &mut Endpoint, ev: MediaEvent, now: Instant) {
+        let MediaEvent::Dtmf {
+            leg,
+            digit,
+            duration_ms,
+        } = ev
+        else {
+            return;
+        };
+        if self.app_dtmf_event(ep, leg, digit, duration_ms, now) {
+            return;
+        }
+        for call in self.calls.values_mut() {
+            let side = if call.media_a.as_ref().is_some_and(|l| l.key() == leg) {
+                Side::A
+            } else if call.media_b.as_ref().is_some_and(|l| l.key() == leg) {
+                Side::B
+            } else {
+                continue;
+            };
+            let other_format = call.formats.as_ref().and_then(|(a, b)| match side {
+                Side::A => b.as_ref(),
+                Side::B => a.as_ref(),
+            });
+            if other_format.is_some_and(|f| f.dtmf_payload_type.is_some()) {
+                return; // forwarded as RFC 4733 by the relay
+            }
+            let target = match side {
+                Side::A => call.b,
+                Side::B => Some(call.a),
+            };
+            if let Some(target) = target {
+                send_dtmf_info(ep, target, digit, duration_ms, now);
+            }
+            return;
+        }
+    }
+
     /// Stop taking calls and hang up every live one (graceful shutdown).
     pub fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
         self.accepting = false;
+        self.shutdown_app_calls(ep, now);
         let legs: Vec<LegId> = self.legs.keys().copied().collect();
         for call in self.calls.values_mut() {
             call.outcome.get_or_insert(Outcome::Shutdown);
@@ -1108,6 +1256,74 @@ impl B2bua {
         for leg in legs {
             ep.hangup(leg, now);
         }
+    }
+}
+
+/// The digit and duration (ms) of an `application/dtmf-relay` body
+/// (`Signal=5\r\nDuration=160\r\n`, the de-facto format of SIP INFO DTMF).
+fn dtmf_relay_digit(body: &[u8]) -> Option<(char, u32)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut digit = None;
+    let mut duration = app::DTMF_DURATION_MS;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "signal" => {
+                let mut chars = value.chars();
+                let c = chars.next()?.to_ascii_uppercase();
+                if chars.next().is_some() || media::payload::dtmf::digit_to_event(c).is_none() {
+                    return None;
+                }
+                digit = Some(c);
+            }
+            "duration" => {
+                duration = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (40..=5000).contains(d))
+                    .unwrap_or(app::DTMF_DURATION_MS);
+            }
+            _ => {}
+        }
+    }
+    digit.map(|d| (d, duration))
+}
+
+/// Sends one key press as SIP INFO in the dialog of `leg`.
+pub(crate) fn send_dtmf_info(
+    ep: &mut Endpoint,
+    leg: LegId,
+    digit: char,
+    duration_ms: u32,
+    now: Instant,
+) -> Option<ClientTxnId> {
+    let body = format!("Signal={digit}\r\nDuration={duration_ms}\r\n");
+    ep.request(
+        leg,
+        Method::Info,
+        Some("application/dtmf-relay"),
+        Bytes::from(body),
+        now,
+    )
+}
+
+/// The leg an endpoint event is about.
+fn event_leg(ev: &Event) -> Option<LegId> {
+    match ev {
+        Event::IncomingInvite { .. } => None,
+        Event::InDialogRequest { leg, .. }
+        | Event::Confirmed { leg, .. }
+        | Event::AckTimeout { leg }
+        | Event::Bye { leg }
+        | Event::Cancelled { leg }
+        | Event::Progress { leg, .. }
+        | Event::Answered { leg, .. }
+        | Event::Failed { leg, .. }
+        | Event::LegClosed { leg } => Some(*leg),
+        Event::RequestDone { leg, .. } => *leg,
     }
 }
 
@@ -1206,6 +1422,20 @@ fn name_addr(s: &str) -> Option<NameAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dtmf_relay_bodies() {
+        assert_eq!(
+            dtmf_relay_digit(b"Signal=5\r\nDuration=160\r\n"),
+            Some(('5', 160))
+        );
+        assert_eq!(dtmf_relay_digit(b"signal= #\nduration=9999\n"), Some(('#', 100)));
+        assert_eq!(dtmf_relay_digit(b"Signal=a\r\n"), Some(('A', 100)));
+        assert_eq!(dtmf_relay_digit(b"Signal=12\r\n"), None);
+        assert_eq!(dtmf_relay_digit(b"Signal=x\r\n"), None);
+        assert_eq!(dtmf_relay_digit(b"Duration=100\r\n"), None);
+        assert_eq!(dtmf_relay_digit(&[0xff, 0xfe]), None);
+    }
 
     #[test]
     fn dialled_number_strips_parameters_and_separators() {

@@ -2,10 +2,12 @@
 //! `sip` and `media`, the operator HTTP endpoints, and the runtime.
 
 pub mod b2bua;
+pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod registry;
 pub mod switch;
 
 pub use switch::{run, Listening, StartError};

@@ -528,10 +528,66 @@ fn status_label(status: u16, buf: &mut [u8; 3]) -> &str {
     std::str::from_utf8(buf).unwrap_or("other")
 }
 
-/// Upper bounds of the relay latency histogram, seconds (10 µs .. 50 ms).
-pub const RELAY_LATENCY_BUCKETS: [f64; 10] = [
-    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
-];
+/// A histogram's state read from where it is kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Upper bounds, increasing (the `+Inf` bucket is implied).
+    pub bounds: Vec<f64>,
+    /// Cumulative counts per bound, then the `+Inf` count.
+    pub cumulative: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Reads a [`HistogramSnapshot`] at render time.
+pub type HistogramSource = Arc<dyn Fn() -> HistogramSnapshot + Send + Sync>;
+
+/// A histogram kept elsewhere and read when `/metrics` is rendered: the
+/// relay's added latency lives in the media loops' own lock-free counters
+/// (one shard per loop), so the packet path never touches this registry.
+#[derive(Default)]
+pub struct ExternalHistogram {
+    source: RwLock<Option<HistogramSource>>,
+}
+
+impl std::fmt::Debug for ExternalHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalHistogram").finish_non_exhaustive()
+    }
+}
+
+impl ExternalHistogram {
+    pub fn set_source(&self, source: HistogramSource) {
+        *self.source.write().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        source.map(|f| f()).unwrap_or_default()
+    }
+}
+
+impl Collector for Family<ExternalHistogram> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn render(&self, out: &mut String) {
+        write_header(out, self.name, self.help, "histogram");
+        let snap = self.metric.snapshot();
+        let name = self.name;
+        for (bound, n) in snap.bounds.iter().zip(&snap.cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let inf = snap.cumulative.last().copied().unwrap_or(snap.count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {inf}");
+        let _ = writeln!(out, "{name}_sum {}", snap.sum);
+        let _ = writeln!(out, "{name}_count {}", snap.count);
+    }
+}
 
 /// The switch's metrics. Share it as `Arc<Metrics>`; fields are public so hot paths
 /// can use (and cache) the handles directly.
@@ -556,7 +612,8 @@ pub struct Metrics {
     pub rtp_bytes_relayed_total: Family<Arc<Counter>>,
     /// `{reason}`.
     pub rtp_packets_dropped_total: Family<CounterVec>,
-    pub rtp_relay_latency_seconds: Family<Histogram>,
+    /// Fed by the media loops ([`ExternalHistogram::set_source`]).
+    pub rtp_relay_latency_seconds: Family<ExternalHistogram>,
     /// `{route, status}`; route is the matched route template, never the raw path.
     pub http_requests_total: Family<CounterVec>,
     build_info: Family<GaugeVec>,
@@ -650,7 +707,7 @@ impl Metrics {
             rtp_relay_latency_seconds: Family::new(
                 "rtp_relay_latency_seconds",
                 "Time from receiving a packet to sending it on.",
-                Histogram::new(&RELAY_LATENCY_BUCKETS),
+                ExternalHistogram::default(),
             ),
             http_requests_total: Family::new(
                 "http_requests_total",
@@ -776,8 +833,14 @@ mod tests {
         m.calls_active.set(2);
         m.calls_total.with(&["answered"]).add(2);
         m.call_ended("answered");
-        m.rtp_relay_latency_seconds.observe(0.0002);
-        m.rtp_relay_latency_seconds.observe(1.0);
+        m.rtp_relay_latency_seconds.set_source(Arc::new(|| HistogramSnapshot {
+            bounds: vec![
+                0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
+            ],
+            cumulative: vec![0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2],
+            sum: 1.0002,
+            count: 2,
+        }));
         m.http_request("/healthz", 200);
         let text = m.render();
         let expected = r#"# HELP sip_messages_in_total SIP messages received, by kind and method.
@@ -957,7 +1020,6 @@ softswitch_build_info{version="0.1.0"} 1
                     let h = m.calls_total.with(&["answered"]);
                     for _ in 0..1000 {
                         h.inc();
-                        m.rtp_relay_latency_seconds.observe(0.5);
                     }
                 })
             })
@@ -966,7 +1028,5 @@ softswitch_build_info{version="0.1.0"} 1
             t.join().unwrap();
         }
         assert_eq!(m.calls_total.with(&["answered"]).get(), 4000);
-        assert_eq!(m.rtp_relay_latency_seconds.count(), 4000);
-        assert_eq!(m.rtp_relay_latency_seconds.sum(), 2000.0);
     }
 }

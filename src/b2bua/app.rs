@@ -1,0 +1,861 @@
+//! Calls from an app to a phone number (API.md "Calls from an app to a
+//! phone number"): one relay leg facing the app, one SIP UAC leg towards
+//! the trunk chosen by the number's prefix.
+//!
+//! ```text
+//!  app ──RTP──▶ [relay leg app] ══ bridge ══ [relay leg trunk] ◀──RTP── trunk
+//!  HTTP start ─▶ Command::StartApp ─▶ INVITE ─▶ trunk
+//!                 status: idle ─180/183─▶ ring ─200─▶ hookoff ─BYE/fail─▶ release
+//! ```
+//!
+//! The app is answered at once (its HTTP reply carries the relay's SDP or
+//! address), before the trunk answers: the app's codec is fixed then, and
+//! whatever the trunk picks from our offer, the relay forwards, converts the
+//! AMR payload mode or transcodes between the two.
+
+use super::{leg_format, name_addr, parse_sdp, send_dtmf_info, trunk_codecs, B2bua};
+use crate::cdr::{CallEnd, CallStart};
+use crate::registry::{CallStats, CallView, PeerStatus};
+use bytes::Bytes;
+use media::driver::{LegHandle, LegKey, MediaDriver};
+use media::format::{Encoding, LegFormat};
+use media::relay::LegConfig;
+use sip::auth::Credentials;
+use sip::endpoint::{ClientTxnId, Endpoint, Event, LegId, OutgoingInvite, ServerTxnId};
+use sip::message::{Method, Request, Response, Uri};
+use sip::sdp::{self, CodecSpec, SessionDescription};
+use sip::transport::Transport;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::oneshot;
+
+/// The AMR payload type used towards Android apps (they are told the codec
+/// and mode, not a payload type; 114 is what common VoLTE/Android stacks use).
+pub const APP_AMR_PT: u8 = 114;
+/// The telephone-event payload type towards Android apps.
+pub const APP_DTMF_PT: u8 = 101;
+/// RFC 4733 §2.5.1.2 "standard" press length used for HTTP DTMF.
+pub const DTMF_DURATION_MS: u32 = 100;
+
+/// How the app described its media.
+#[derive(Clone, Debug)]
+pub enum AppMedia {
+    /// iOS and web: an SDP offer; the answer is an SDP string.
+    Sdp(SessionDescription),
+    /// Android: where the app receives RTP; AMR in the server's payload mode.
+    Endpoint(SocketAddr),
+}
+
+/// What the app is told about the relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppAnswer {
+    Sdp(String),
+    Endpoint {
+        ip: IpAddr,
+        port: u16,
+        codec_name: String,
+        octet_aligned: bool,
+        rssrc: u32,
+    },
+}
+
+/// Why an app call could not be started.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppCallError {
+    #[error("no trunk routes {0}")]
+    NoTrunk(String),
+    #[error("no codec in common with the app's offer")]
+    NoCodec,
+    #[error("the relay has no free ports")]
+    NoPorts,
+    #[error("the switch is shutting down")]
+    ShuttingDown,
+    #[error("no such session")]
+    NotFound,
+    #[error("the call is not answered yet")]
+    NotAnswered,
+}
+
+/// A request to start an app call (already authorised by the HTTP side).
+#[derive(Debug)]
+pub struct StartApp {
+    pub view: Arc<CallView>,
+    pub caller: String,
+    pub callee: String,
+    pub media: AppMedia,
+    /// Android apps: the AMR payload mode the server chose.
+    pub octet_aligned: bool,
+    pub reply: oneshot::Sender<Result<AppAnswer, AppCallError>>,
+}
+
+/// Commands from the HTTP side (and the stats refresher) into the SIP loop.
+#[derive(Debug)]
+pub enum Command {
+    StartApp(Box<StartApp>),
+    Stop {
+        session_id: String,
+        reply: oneshot::Sender<Result<(), AppCallError>>,
+    },
+    Dtmf {
+        session_id: String,
+        digits: String,
+        reply: oneshot::Sender<Result<(), AppCallError>>,
+    },
+    /// The app leg sent no RTP for the configured time: the app is gone.
+    MediaTimeout { session_id: String },
+}
+
+#[derive(Debug)]
+pub(super) struct AppCall {
+    view: Arc<CallView>,
+    b: LegId,
+    b_open: bool,
+    trunk: String,
+    caller: String,
+    callee: String,
+    offer_to_trunk: SessionDescription,
+    app_format: LegFormat,
+    trunk_format: Option<LegFormat>,
+    media_app: Option<LegHandle>,
+    media_trunk: Option<LegHandle>,
+    bridged: bool,
+    started: Instant,
+    call_time: SystemTime,
+    ring_time: Option<SystemTime>,
+    answer_time: Option<SystemTime>,
+    answered_at: Option<Instant>,
+    outcome: Option<&'static str>,
+    sip_status: Option<u16>,
+    /// HTTP DTMF for a trunk without telephone-event: INFO one digit at a
+    /// time, the next once the previous is answered (order on UDP).
+    info_queue: VecDeque<char>,
+    info_pending: Option<ClientTxnId>,
+    last_stats: CallStats,
+}
+
+impl AppCall {
+    fn codecs(&self) -> String {
+        let name = |f: Option<&LegFormat>| f.map_or("-".to_owned(), |f| encoding_name(f.encoding));
+        format!(
+            "app={} trunk={}",
+            name(Some(&self.app_format)),
+            name(self.trunk_format.as_ref())
+        )
+    }
+}
+
+/// The SDP encoding name of a relay encoding.
+pub(super) fn encoding_name(e: Encoding) -> String {
+    match e {
+        Encoding::Pcmu => "PCMU".to_owned(),
+        Encoding::Pcma => "PCMA".to_owned(),
+        Encoding::Amr {
+            wideband: false, ..
+        } => "AMR".to_owned(),
+        Encoding::Amr { wideband: true, .. } => "AMR-WB".to_owned(),
+        Encoding::Opus => "opus".to_owned(),
+        Encoding::Other { .. } => "other".to_owned(),
+    }
+}
+
+/// Codecs the relay can take from an app, in our preference order when the
+/// app gives no reason to prefer another.
+const APP_CODECS: [&str; 5] = ["AMR", "AMR-WB", "opus", "PCMA", "PCMU"];
+
+impl B2bua {
+    pub(super) fn owns_app_leg(&self, leg: LegId) -> bool {
+        self.app_legs.contains_key(&leg)
+    }
+
+    pub async fn handle_command(&mut self, ep: &mut Endpoint, cmd: Command, now: Instant) {
+        match cmd {
+            Command::StartApp(start) => {
+                let StartApp {
+                    view,
+                    caller,
+                    callee,
+                    media,
+                    octet_aligned,
+                    reply,
+                } = *start;
+                let result = self
+                    .start_app(ep, view, caller, callee, media, octet_aligned, now)
+                    .await;
+                let _ = reply.send(result);
+            }
+            Command::Stop { session_id, reply } => {
+                let result = match self.sessions.get(&session_id).copied() {
+                    Some(id) => {
+                        if let Some(call) = self.app_calls.get_mut(&id) {
+                            call.outcome
+                                .get_or_insert(if call.answer_time.is_some() {
+                                    "answered"
+                                } else {
+                                    "cancelled"
+                                });
+                            ep.hangup(call.b, now);
+                        }
+                        Ok(())
+                    }
+                    None => Err(AppCallError::NotFound),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Dtmf {
+                session_id,
+                digits,
+                reply,
+            } => {
+                let result = self.app_dtmf(ep, &session_id, &digits, now).await;
+                let _ = reply.send(result);
+            }
+            Command::MediaTimeout { session_id } => {
+                if let Some(call) = self
+                    .sessions
+                    .get(&session_id)
+                    .and_then(|id| self.app_calls.get_mut(id))
+                {
+                    tracing::info!(session = %session_id, "app sent no media: ending the call");
+                    call.outcome.get_or_insert("media_timeout");
+                    ep.hangup(call.b, now);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_app(
+        &mut self,
+        ep: &mut Endpoint,
+        view: Arc<CallView>,
+        caller: String,
+        callee: String,
+        app_media: AppMedia,
+        octet_aligned: bool,
+        now: Instant,
+    ) -> Result<AppAnswer, AppCallError> {
+        if !self.accepting {
+            return Err(AppCallError::ShuttingDown);
+        }
+        let trunk_name = self
+            .router
+            .route(&callee)
+            .map(|t| t.name.clone())
+            .ok_or_else(|| AppCallError::NoTrunk(callee.clone()))?;
+        let (destination, transport, trunk) = self
+            .trunk_destination(&trunk_name)
+            .ok_or_else(|| AppCallError::NoTrunk(callee.clone()))?;
+
+        // The app's side: its codec is decided now.
+        let (app_codec, app_remote) = match &app_media {
+            AppMedia::Endpoint(addr) => {
+                let fmtp = octet_aligned.then_some("octet-align=1");
+                (
+                    vec![
+                        CodecSpec::amr(APP_AMR_PT, fmtp),
+                        CodecSpec::telephone_event(APP_DTMF_PT, 8000),
+                    ],
+                    Some(*addr),
+                )
+            }
+            AppMedia::Sdp(offer) => (
+                app_codecs_for(offer, &trunk.codecs).ok_or(AppCallError::NoCodec)?,
+                offer.audio_destination(),
+            ),
+        };
+
+        let group = self.next_call + 1;
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        let app_cfg = LegConfig {
+            remote: app_remote,
+            // Apps sit behind NAT: learn where their RTP really comes from.
+            symmetric: true,
+            codec: app_codec.first().map(|c| c.name.clone()),
+            ..LegConfig::new(any)
+        };
+        let (media_app, media_trunk) = self
+            .open_media_pair(group, app_cfg)
+            .await
+            .ok_or(AppCallError::NoPorts)?;
+
+        // Answer the app with exactly the codec chosen for it.
+        let answer_sdp = match &app_media {
+            AppMedia::Sdp(offer) => {
+                let caps = sdp::LocalCapabilities::new(
+                    self.origin(),
+                    self.media_ip,
+                    app_codec.clone(),
+                    &[media_app.local().port()],
+                );
+                match sdp::answer(offer, &caps) {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        self.release_media(media_app).await;
+                        self.release_media(media_trunk).await;
+                        return Err(AppCallError::NoCodec);
+                    }
+                }
+            }
+            AppMedia::Endpoint(_) => None,
+        };
+        let app_format = match &answer_sdp {
+            Some(a) => leg_format(a),
+            None => Some(LegFormat {
+                payload_type: APP_AMR_PT,
+                encoding: Encoding::Amr {
+                    wideband: false,
+                    octet_aligned,
+                },
+                dtmf_payload_type: Some(APP_DTMF_PT),
+            }),
+        };
+        let Some(app_format) = app_format else {
+            self.release_media(media_app).await;
+            self.release_media(media_trunk).await;
+            return Err(AppCallError::NoCodec);
+        };
+
+        // The trunk is offered the app's codec first (no transcoding if it
+        // takes it), then the rest of what the trunk speaks.
+        let mut codecs = trunk_codecs(&trunk);
+        let app_name = encoding_name(app_format.encoding);
+        if let Some(pos) = codecs
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(&app_name))
+        {
+            let first = codecs.remove(pos);
+            codecs.insert(0, first);
+        }
+        let mut offer = sdp::offer(
+            self.origin(),
+            self.media_ip,
+            media_trunk.local().port(),
+            &codecs,
+        );
+        sdp::add_amr_mode_twins(&mut offer);
+
+        let host = trunk.address.host.clone();
+        let port = trunk.address.port;
+        let tparam = if transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let target = format!("sip:{callee}@{host}:{port}{tparam}");
+        let (Ok(request_uri), Some(from), Some(to)) = (
+            Uri::parse_str(&target),
+            name_addr(&format!("<sip:{caller}@{}>", self.public_host)),
+            name_addr(&format!("<sip:{callee}@{host}>")),
+        ) else {
+            self.release_media(media_app).await;
+            self.release_media(media_trunk).await;
+            return Err(AppCallError::NoTrunk(callee));
+        };
+        let credentials = match (&trunk.username, &trunk.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        };
+        let b = ep.invite(
+            OutgoingInvite {
+                request_uri,
+                from,
+                to,
+                destination,
+                transport,
+                body: offer.to_bytes(),
+                max_forwards: 70,
+                credentials,
+            },
+            now,
+        );
+
+        let reply = match answer_sdp {
+            Some(a) => AppAnswer::Sdp(String::from_utf8_lossy(&a.to_bytes()).into_owned()),
+            None => AppAnswer::Endpoint {
+                ip: self.media_ip,
+                port: media_app.local().port(),
+                codec_name: "AMR".to_owned(),
+                octet_aligned,
+                rssrc: media_app.ssrc(),
+            },
+        };
+        self.next_call += 1;
+        let id = self.next_call;
+        let call_time = SystemTime::now();
+        self.cdr.start(CallStart {
+            session_id: view.session_id.clone(),
+            kind: view.kind.as_str(),
+            account: view.account.clone(),
+            caller: caller.clone(),
+            callee: callee.clone(),
+            trunk: Some(trunk_name.clone()),
+            call_time,
+        });
+        view.set_legs(media_app.key(), media_trunk.key());
+        self.sessions.insert(view.session_id.clone(), id);
+        self.app_legs.insert(b, id);
+        self.app_calls.insert(
+            id,
+            AppCall {
+                view,
+                b,
+                b_open: true,
+                trunk: trunk_name,
+                caller,
+                callee,
+                offer_to_trunk: offer,
+                app_format,
+                trunk_format: None,
+                media_app: Some(media_app),
+                media_trunk: Some(media_trunk),
+                bridged: false,
+                started: now,
+                call_time,
+                ring_time: None,
+                answer_time: None,
+                answered_at: None,
+                outcome: None,
+                sip_status: None,
+                info_queue: VecDeque::new(),
+                info_pending: None,
+                last_stats: CallStats::default(),
+            },
+        );
+        self.metrics.calls_active.set(self.active_calls() as i64);
+        Ok(reply)
+    }
+
+    /// Opens the app's relay leg (with `app_cfg`) and the trunk's, on one loop.
+    async fn open_media_pair(
+        &self,
+        group: u64,
+        app_cfg: LegConfig,
+    ) -> Option<(LegHandle, LegHandle)> {
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        let (a, _) = match self.media.open_leg(group, app_cfg).await {
+            Ok(leg) => leg,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a relay leg");
+                return None;
+            }
+        };
+        let opened = self.media.open_leg(group, LegConfig::new(any)).await;
+        self.metrics
+            .media_ports_free
+            .set(self.media.ports_available() as i64);
+        match opened {
+            Ok((b, _)) => Some((a, b)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a relay leg");
+                let _ = self.media.close_leg(a).await;
+                None
+            }
+        }
+    }
+
+    async fn app_dtmf(
+        &mut self,
+        ep: &mut Endpoint,
+        session_id: &str,
+        digits: &str,
+        now: Instant,
+    ) -> Result<(), AppCallError> {
+        let id = *self
+            .sessions
+            .get(session_id)
+            .ok_or(AppCallError::NotFound)?;
+        let media = Arc::clone(&self.media);
+        let call = self.app_calls.get_mut(&id).ok_or(AppCallError::NotFound)?;
+        if call.answer_time.is_none() {
+            return Err(AppCallError::NotAnswered);
+        }
+        let rfc4733 = call
+            .trunk_format
+            .as_ref()
+            .is_some_and(|f| f.dtmf_payload_type.is_some());
+        if rfc4733 {
+            if let Some(leg) = &call.media_trunk {
+                if media.send_dtmf(leg, digits, DTMF_DURATION_MS).await.is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        // No telephone-event on the trunk: SIP INFO (application/dtmf-relay).
+        call.info_queue.extend(digits.chars());
+        send_next_info(ep, call, now);
+        Ok(())
+    }
+
+    pub(super) async fn app_event(&mut self, ep: &mut Endpoint, ev: Event, now: Instant) {
+        match ev {
+            Event::Progress { leg, response } => self.app_progress(leg, *response).await,
+            Event::Answered { leg, response } => self.app_answered(ep, leg, *response, now).await,
+            Event::Failed { leg, status, .. } => {
+                if let Some(call) = self.app_call_of(leg) {
+                    call.sip_status = Some(status);
+                    call.outcome.get_or_insert(match status {
+                        487 => "cancelled",
+                        408 => "timeout",
+                        486 | 600 | 603 => "busy",
+                        480 => "no_answer",
+                        500..=599 => "failed",
+                        _ => "rejected",
+                    });
+                }
+            }
+            Event::Bye { leg } | Event::AckTimeout { leg } | Event::Cancelled { leg } => {
+                if matches!(ev, Event::AckTimeout { .. }) {
+                    ep.bye(leg, now);
+                }
+                if let Some(call) = self.app_call_of(leg) {
+                    call.outcome.get_or_insert(if call.answer_time.is_some() {
+                        "answered"
+                    } else {
+                        "failed"
+                    });
+                }
+            }
+            Event::InDialogRequest { leg, txn, request } => {
+                self.app_in_dialog(ep, leg, txn, *request, now).await
+            }
+            Event::RequestDone { txn, leg, .. } => {
+                if let Some(leg) = leg {
+                    if let Some(call) = self.app_call_of(leg) {
+                        if call.info_pending == Some(txn) {
+                            call.info_pending = None;
+                            send_next_info(ep, call, now);
+                        }
+                    }
+                }
+            }
+            Event::LegClosed { leg } => self.app_leg_closed(leg).await,
+            Event::Confirmed { .. } | Event::IncomingInvite { .. } => {}
+        }
+    }
+
+    fn app_call_of(&mut self, leg: LegId) -> Option<&mut AppCall> {
+        let id = self.app_legs.get(&leg)?;
+        self.app_calls.get_mut(id)
+    }
+
+    async fn app_progress(&mut self, leg: LegId, resp: Response) {
+        let media = Arc::clone(&self.media);
+        let Some(call) = self.app_call_of(leg) else {
+            return;
+        };
+        call.ring_time.get_or_insert_with(SystemTime::now);
+        call.view.set_status(PeerStatus::Ring);
+        // Early media (183 with SDP): let the app hear the trunk's ringback.
+        if !resp.body.is_empty() {
+            app_trunk_answer(&media, call, &resp.body).await;
+        }
+    }
+
+    async fn app_answered(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
+        let media = Arc::clone(&self.media);
+        let Some(call) = self.app_call_of(leg) else {
+            ep.bye(leg, now);
+            return;
+        };
+        if call.outcome.is_some() {
+            // Stopped while the 200 was on its way: the dialog exists, end it.
+            ep.bye(leg, now);
+            return;
+        }
+        if !app_trunk_answer(&media, call, &resp.body).await {
+            call.outcome = Some("failed");
+            call.sip_status = Some(488);
+            ep.bye(leg, now);
+            return;
+        }
+        call.sip_status = Some(resp.status);
+        call.answer_time = Some(SystemTime::now());
+        call.answered_at = Some(now);
+        call.view.set_answered(now);
+        call.view.set_status(PeerStatus::Hookoff);
+    }
+
+    async fn app_in_dialog(
+        &mut self,
+        ep: &mut Endpoint,
+        leg: LegId,
+        txn: ServerTxnId,
+        req: Request,
+        now: Instant,
+    ) {
+        let media = Arc::clone(&self.media);
+        let Some(call) = self.app_call_of(leg) else {
+            ep.respond_request(txn, 481, None, Bytes::new(), now);
+            return;
+        };
+        match req.method {
+            Method::Invite => {
+                // A re-INVITE from the trunk (hold, refresh, new address):
+                // the app's side does not change, so answer from what we
+                // offered the trunk, narrowed to the codec in use.
+                let Some(offer) = parse_sdp(&req.body) else {
+                    // No offer: ours again, the trunk answers in its ACK.
+                    call.offer_to_trunk.origin.sess_version =
+                        call.offer_to_trunk.origin.sess_version.wrapping_add(1);
+                    let body = call.offer_to_trunk.to_bytes();
+                    ep.respond_request(txn, 200, Some("application/sdp"), body, now);
+                    return;
+                };
+                let codecs: Vec<CodecSpec> = call
+                    .offer_to_trunk
+                    .media
+                    .iter()
+                    .flat_map(|m| m.codecs())
+                    .collect();
+                let port = call
+                    .media_trunk
+                    .as_ref()
+                    .map_or(0, |l| l.local().port());
+                call.offer_to_trunk.origin.sess_version =
+                    call.offer_to_trunk.origin.sess_version.wrapping_add(1);
+                let caps = sdp::LocalCapabilities::new(
+                    call.offer_to_trunk.origin.clone(),
+                    call.offer_to_trunk
+                        .connection
+                        .as_ref()
+                        .and_then(|c| c.ip())
+                        .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                    codecs,
+                    &[port],
+                );
+                match sdp::answer(&offer, &caps) {
+                    Ok(answer) => {
+                        if let Some(leg) = &call.media_trunk {
+                            let _ = media.update_leg(leg, offer.audio_destination()).await;
+                            let format = leg_format(&answer);
+                            if format != call.trunk_format {
+                                call.trunk_format = format.clone();
+                                let _ = media.set_format(leg, format).await;
+                            }
+                        }
+                        ep.respond_request(
+                            txn,
+                            200,
+                            Some("application/sdp"),
+                            answer.to_bytes(),
+                            now,
+                        );
+                    }
+                    Err(_) => ep.respond_request(txn, 488, None, Bytes::new(), now),
+                }
+            }
+            Method::Info | Method::Options | Method::Update => {
+                ep.respond_request(txn, 200, None, Bytes::new(), now)
+            }
+            _ => ep.respond_request(txn, 501, None, Bytes::new(), now),
+        }
+    }
+
+    async fn app_leg_closed(&mut self, leg: LegId) {
+        let Some(id) = self.app_legs.remove(&leg) else {
+            return;
+        };
+        let Some(mut call) = self.app_calls.remove(&id) else {
+            return;
+        };
+        call.b_open = false;
+        self.sessions.remove(&call.view.session_id);
+        // Final figures before the legs go.
+        if let (Some(a), Some(t)) = (&call.media_app, &call.media_trunk) {
+            if let (Ok(ca), Ok(ct)) = (self.media.counters(a).await, self.media.counters(t).await)
+            {
+                call.last_stats = CallStats::from_legs(&ca, Some(&ct));
+                call.view.set_stats(call.last_stats);
+            }
+        }
+        for l in [call.media_app.take(), call.media_trunk.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.release_media(l).await;
+        }
+        let outcome = call.outcome.unwrap_or(if call.answer_time.is_some() {
+            "answered"
+        } else {
+            "failed"
+        });
+        self.metrics.call_ended(outcome);
+        let end_time = SystemTime::now();
+        self.cdr.end(CallEnd {
+            session_id: call.view.session_id.clone(),
+            ring_time: call.ring_time,
+            answer_time: call.answer_time,
+            end_time,
+            outcome,
+            sip_status: call.sip_status,
+            codecs: call.codecs(),
+            quality: stats_json(&call.last_stats),
+        });
+        tracing::info!(
+            session = %call.view.session_id,
+            caller = %call.caller,
+            callee = %call.callee,
+            trunk = %call.trunk,
+            outcome,
+            secs = call.call_time.elapsed().map_or(0, |d| d.as_secs()),
+            "app call ended"
+        );
+        call.view.release(Instant::now());
+        self.metrics.calls_active.set(self.active_calls() as i64);
+    }
+
+    /// Ends every app call (graceful shutdown).
+    pub(super) fn shutdown_app_calls(&mut self, ep: &mut Endpoint, now: Instant) {
+        for call in self.app_calls.values_mut() {
+            call.outcome.get_or_insert("shutdown");
+            ep.hangup(call.b, now);
+        }
+    }
+
+    /// A key press the relay saw on an app call's leg. The app's digits go
+    /// to a trunk without telephone-event as INFO (the relay forwards them
+    /// as RFC 4733 otherwise). True when the leg belongs to an app call.
+    pub(super) fn app_dtmf_event(
+        &mut self,
+        ep: &mut Endpoint,
+        leg: LegKey,
+        digit: char,
+        _duration_ms: u32,
+        now: Instant,
+    ) -> bool {
+        for call in self.app_calls.values_mut() {
+            if call.media_trunk.as_ref().is_some_and(|l| l.key() == leg) {
+                return true;
+            }
+            if call.media_app.as_ref().is_some_and(|l| l.key() == leg) {
+                let trunk_rfc4733 = call
+                    .trunk_format
+                    .as_ref()
+                    .is_some_and(|f| f.dtmf_payload_type.is_some());
+                if !trunk_rfc4733 && call.answer_time.is_some() {
+                    call.info_queue.push_back(digit);
+                    send_next_info(ep, call, now);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    pub(super) fn app_call_count(&self) -> usize {
+        self.app_calls.len()
+    }
+}
+
+/// Applies the trunk's SDP answer (or early answer) to the trunk's relay
+/// leg and bridges the legs. False when it does not answer our offer.
+async fn app_trunk_answer(media: &MediaDriver, call: &mut AppCall, body: &Bytes) -> bool {
+    let Some(answer) = parse_sdp(body) else {
+        return false;
+    };
+    if sdp::check_answer(&call.offer_to_trunk, &answer).is_err() {
+        return false;
+    }
+    let format = leg_format(&answer);
+    let Some(trunk_leg) = &call.media_trunk else {
+        return false;
+    };
+    let _ = media.update_leg(trunk_leg, answer.audio_destination()).await;
+    let _ = media
+        .set_codec(
+            trunk_leg,
+            format.as_ref().map(|f| encoding_name(f.encoding)),
+        )
+        .await;
+    call.trunk_format = format.clone();
+    let _ = media.set_format(trunk_leg, format).await;
+    if !call.bridged {
+        if let Some(app_leg) = &call.media_app {
+            let _ = media
+                .set_codec(app_leg, Some(encoding_name(call.app_format.encoding)))
+                .await;
+            let _ = media
+                .set_format(app_leg, Some(call.app_format.clone()))
+                .await;
+            match media.bridge(app_leg, trunk_leg).await {
+                Ok(()) => call.bridged = true,
+                Err(e) => tracing::warn!(error = %e, "relay bridge failed"),
+            }
+        }
+    }
+    true
+}
+
+fn send_next_info(ep: &mut Endpoint, call: &mut AppCall, now: Instant) {
+    if call.info_pending.is_some() {
+        return;
+    }
+    let Some(digit) = call.info_queue.pop_front() else {
+        return;
+    };
+    call.info_pending = send_dtmf_info(ep, call.b, digit, DTMF_DURATION_MS, now);
+}
+
+/// The codecs to answer an app's SDP offer with: its first codec the relay
+/// handles (preferring one the trunk also speaks, to avoid transcoding),
+/// plus telephone-event if it offered it.
+fn app_codecs_for(offer: &SessionDescription, trunk_codecs: &[String]) -> Option<Vec<CodecSpec>> {
+    let m = offer
+        .media
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0)?;
+    let offered = m.codecs();
+    let usable = |c: &&CodecSpec| APP_CODECS.iter().any(|n| n.eq_ignore_ascii_case(&c.name));
+    let on_trunk = |c: &&CodecSpec| trunk_codecs.iter().any(|t| t.eq_ignore_ascii_case(&c.name));
+    let voice = offered
+        .iter()
+        .filter(usable)
+        .find(on_trunk)
+        .or_else(|| offered.iter().find(usable))?;
+    let mut codecs = vec![voice.clone()];
+    if let Some(te) = offered.iter().find(|c| c.is_telephone_event()) {
+        codecs.push(te.clone());
+    }
+    Some(codecs)
+}
+
+/// The final quality figures of a call record.
+pub fn stats_json(s: &CallStats) -> serde_json::Value {
+    serde_json::json!({
+        "ip": s.ip.map(|i| i.to_string()),
+        "pr": s.pr,
+        "pl": s.pl,
+        "jitter": s.jitter,
+        "avgIJ": s.avg_ij,
+        "lostrate": s.lostrate,
+        "rttms": s.rttms,
+        "avgrttms": s.avgrttms,
+        "down_jitter": s.down_jitter,
+        "down_lostrate": s.down_lostrate,
+        "total_eval": s.total_eval,
+    })
+}
+
+/// Whether an app leg has been silent for `timeout` (zero disables it).
+pub fn media_timed_out(
+    answered_at: Option<Instant>,
+    last_rtp_at: Option<Instant>,
+    timeout: Duration,
+    now: Instant,
+) -> bool {
+    if timeout.is_zero() {
+        return false;
+    }
+    // Before the answer the app may legitimately wait in silence; the
+    // clock starts at the answer (or at the last packet, if later).
+    let Some(answered) = answered_at else {
+        return false;
+    };
+    let since = last_rtp_at.map_or(answered, |t| t.max(answered));
+    now.saturating_duration_since(since) >= timeout
+}

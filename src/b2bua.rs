@@ -18,14 +18,13 @@
 
 mod app;
 
-pub use app::{
-    media_timed_out, stats_json, AppAnswer, AppCallError, AppMedia, Command, StartApp,
-};
+pub use app::{media_timed_out, stats_json, AppAnswer, AppCallError, AppMedia, Command, StartApp};
 
-use crate::cdr::{CallEnd, CallStart, CdrSink};
+use crate::cdr::{CdrEvent, CdrSink};
 use crate::config::{Router, TransportKind, Trunk};
 use crate::metrics::Metrics;
 use crate::registry::{new_session_id, CallStats};
+use crate::store::{self, now_ms, CallRecordEnd, CallRecordStart};
 use bytes::Bytes;
 use media::driver::{LegHandle, MediaDriver, MediaEvent};
 use media::format::{Encoding, LegFormat};
@@ -40,7 +39,7 @@ use sip::transport::Transport;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// How a call ended, as counted in `calls_total{outcome}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +54,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The call record's outcome.
+    fn record(self) -> store::Outcome {
+        match self {
+            Outcome::Answered => store::Outcome::Answered,
+            Outcome::Rejected | Outcome::Forbidden | Outcome::NoRoute => store::Outcome::Rejected,
+            Outcome::Failed => store::Outcome::Failed,
+            Outcome::Cancelled => store::Outcome::Cancelled,
+            Outcome::Shutdown => store::Outcome::Shutdown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Answered => "answered",
@@ -121,8 +131,9 @@ struct Call {
     formats: Option<(Option<LegFormat>, Option<LegFormat>)>,
     /// The call record's key.
     session_id: String,
-    ring_time: Option<SystemTime>,
-    answer_time: Option<SystemTime>,
+    /// Unix ms, for the record.
+    ring_ms: Option<i64>,
+    answer_ms: Option<i64>,
     /// B's final failure status, for the record.
     sip_status: Option<u16>,
 }
@@ -623,20 +634,22 @@ impl B2bua {
                 inbound_codecs: inbound.codecs.clone(),
                 formats: None,
                 session_id: session_id.clone(),
-                ring_time: None,
-                answer_time: None,
+                ring_ms: None,
+                answer_ms: None,
                 sip_status: None,
             },
         );
-        self.cdr.start(CallStart {
+        self.cdr.send(CdrEvent::Start(CallRecordStart {
             session_id,
-            kind: "transit",
-            account: String::new(),
+            account: None,
+            peer_account: None,
             caller,
             callee: number,
+            kind: store::CallKind::Transit,
             trunk: Some(out_trunk),
-            call_time: SystemTime::now(),
-        });
+            call_ms: now_ms(),
+            node: self.node.clone(),
+        }));
         self.legs.insert(leg, (id, Side::A));
         self.legs.insert(b, (id, Side::B));
         self.metrics.calls_active.set(self.calls.len() as i64);
@@ -749,7 +762,10 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        call.ring_time.get_or_insert_with(SystemTime::now);
+        if call.ring_ms.is_none() {
+            call.ring_ms = Some(now_ms());
+            self.cdr.ringing(&call.session_id);
+        }
         let status = if resp.status == 183 && body.is_empty() {
             180
         } else {
@@ -798,7 +814,8 @@ impl B2bua {
             match offers {
                 Some((b_offer, to_a)) => {
                     call.answered = true;
-                    call.answer_time = Some(SystemTime::now());
+                    call.answer_ms = Some(now_ms());
+                    self.cdr.answered(&call.session_id);
                     media_update(media, call, Side::B, b_offer.audio_destination()).await;
                     ep.respond(call.a, 200, to_a.to_bytes(), now);
                     call.late_offer = Some((b_offer, to_a));
@@ -814,7 +831,8 @@ impl B2bua {
         match self.answer_for_a(call, &resp.body) {
             Some((answer, b_remote)) => {
                 call.answered = true;
-                call.answer_time = Some(SystemTime::now());
+                call.answer_ms = Some(now_ms());
+                self.cdr.answered(&call.session_id);
                 media_update(media, call, Side::B, b_remote).await;
                 ep.respond(call.a, 200, answer, now);
             }
@@ -1167,15 +1185,18 @@ impl B2bua {
                     ),
                     None => String::new(),
                 };
-                self.cdr.end(CallEnd {
+                self.cdr.send(CdrEvent::End {
                     session_id: call.session_id.clone(),
-                    ring_time: call.ring_time,
-                    answer_time: call.answer_time,
-                    end_time: SystemTime::now(),
-                    outcome: outcome.as_str(),
-                    sip_status: call.sip_status,
-                    codecs,
-                    quality: stats.as_ref().map_or(serde_json::Value::Null, stats_json),
+                    end: CallRecordEnd {
+                        ring_ms: call.ring_ms,
+                        answer_ms: call.answer_ms,
+                        end_ms: now_ms(),
+                        outcome: outcome.record(),
+                        sip_status: call.sip_status,
+                        codecs,
+                        quality: stats.as_ref().map(stats_json),
+                        trunk: None,
+                    },
                 });
             }
         }
@@ -1429,7 +1450,10 @@ mod tests {
             dtmf_relay_digit(b"Signal=5\r\nDuration=160\r\n"),
             Some(('5', 160))
         );
-        assert_eq!(dtmf_relay_digit(b"signal= #\nduration=9999\n"), Some(('#', 100)));
+        assert_eq!(
+            dtmf_relay_digit(b"signal= #\nduration=9999\n"),
+            Some(('#', 100))
+        );
         assert_eq!(dtmf_relay_digit(b"Signal=a\r\n"), Some(('A', 100)));
         assert_eq!(dtmf_relay_digit(b"Signal=12\r\n"), None);
         assert_eq!(dtmf_relay_digit(b"Signal=x\r\n"), None);

@@ -195,12 +195,17 @@ impl Default for HttpConfig {
 pub struct StoreConfig {
     /// `sqlite://path` or `postgres://user@host/db`.
     pub url: String,
+    /// This switch's stable name among nodes sharing the store: it prefixes
+    /// session ids and owns call records, so a restarted node closes what
+    /// it left live (and only that).
+    pub node: String,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: "sqlite://data/softswitch.db".to_owned(),
+            node: "node1".to_owned(),
         }
     }
 }
@@ -277,6 +282,11 @@ pub struct FcmConfig {
 pub struct CallsConfig {
     pub ring_timeout_s: u64,
     pub media_timeout_s: u64,
+    /// AMR payload mode offered to Android apps: `octet-aligned` or
+    /// `bandwidth-efficient` (RFC 4867); the relay converts to the trunk's.
+    pub app_payload_mode: String,
+    /// Concurrent calls per account (a phone has one line); more get `busy`.
+    pub max_calls_per_account: usize,
 }
 
 impl Default for CallsConfig {
@@ -284,11 +294,17 @@ impl Default for CallsConfig {
         CallsConfig {
             ring_timeout_s: 45,
             media_timeout_s: 30,
+            app_payload_mode: "octet-aligned".to_owned(),
+            max_calls_per_account: 1,
         }
     }
 }
 
 impl CallsConfig {
+    pub fn app_payload_mode_octet_aligned(&self) -> bool {
+        self.app_payload_mode != "bandwidth-efficient"
+    }
+
     pub fn ring_timeout(&self) -> Duration {
         Duration::from_secs(self.ring_timeout_s)
     }
@@ -806,6 +822,33 @@ impl Config {
         }
         if self.calls.media_timeout_s == 0 {
             return bad("calls.media_timeout_s", "must be greater than 0".into());
+        }
+        if !matches!(
+            self.calls.app_payload_mode.as_str(),
+            "octet-aligned" | "bandwidth-efficient"
+        ) {
+            return bad(
+                "calls.app_payload_mode",
+                "must be \"octet-aligned\" or \"bandwidth-efficient\"".into(),
+            );
+        }
+        if self.calls.max_calls_per_account == 0 {
+            return bad(
+                "calls.max_calls_per_account",
+                "must be greater than 0".into(),
+            );
+        }
+        if self.store.node.is_empty()
+            || !self
+                .store
+                .node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(
+                "store.node",
+                "must be letters, digits, '-' or '_' (it prefixes session ids)".into(),
+            );
         }
         let mut names = HashSet::new();
         for (i, trunk) in self.trunks.iter().enumerate() {

@@ -833,14 +833,15 @@ mod tests {
         m.calls_active.set(2);
         m.calls_total.with(&["answered"]).add(2);
         m.call_ended("answered");
-        m.rtp_relay_latency_seconds.set_source(Arc::new(|| HistogramSnapshot {
-            bounds: vec![
-                0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
-            ],
-            cumulative: vec![0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2],
-            sum: 1.0002,
-            count: 2,
-        }));
+        m.rtp_relay_latency_seconds
+            .set_source(Arc::new(|| HistogramSnapshot {
+                bounds: vec![
+                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
+                ],
+                cumulative: vec![0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2],
+                sum: 1.0002,
+                count: 2,
+            }));
         m.http_request("/healthz", 200);
         let text = m.render();
         let expected = r#"# HELP sip_messages_in_total SIP messages received, by kind and method.

@@ -304,11 +304,9 @@ impl Registry {
     /// Forgets sessions released longer than the linger time ago.
     pub fn sweep(&self, now: Instant) {
         let linger = self.linger;
-        self.write().retain(|_, v| {
-            match v.ended_at() {
-                Some(at) => now.saturating_duration_since(at) < linger,
-                None => true,
-            }
+        self.write().retain(|_, v| match v.ended_at() {
+            Some(at) => now.saturating_duration_since(at) < linger,
+            None => true,
         });
     }
 

@@ -5,10 +5,15 @@
 //! the messages of a transaction leave in order. HTTP runs on the same
 //! runtime and reads only shared metrics (and, later, call snapshots).
 
-use crate::b2bua::B2bua;
+use crate::accounts::{Accounts, AccountsConfig};
+use crate::b2bua::{B2bua, Command};
+use crate::cdr::{self, CdrSink};
 use crate::config::{Config, Router};
 use crate::http::{self, HttpState};
-use crate::metrics::{Direction, Metrics};
+use crate::metrics::{Direction, HistogramSnapshot, Metrics};
+use crate::registry::Registry;
+use crate::service::{self, Service, ServiceConfig};
+use crate::store;
 use sip::driver::{TransportConfig, TransportEvent, Transports};
 use sip::endpoint::{Endpoint, EndpointConfig, Observer};
 use sip::transaction::TimerConfig;
@@ -17,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Errors that stop the switch from starting.
@@ -34,6 +39,13 @@ pub enum StartError {
     },
     #[error("cannot start the media relay: {0}")]
     Media(#[from] media::driver::DriverError),
+    #[error("cannot open the store {url}: {source}")]
+    Store {
+        url: String,
+        source: store::StoreError,
+    },
+    #[error("accounts: {0}")]
+    Accounts(#[from] crate::accounts::AccountError),
 }
 
 /// The addresses actually bound (port 0 in the config becomes a real port).
@@ -81,6 +93,32 @@ pub async fn run(
     ready: Option<oneshot::Sender<Listening>>,
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
+    // The store first: a switch that cannot keep call records takes no calls.
+    let store = store::open(&config.store.url)
+        .await
+        .map_err(|source| StartError::Store {
+            url: config.store.url.clone(),
+            source,
+        })?;
+    let node = config.store.node.clone();
+    // Close what a previous process of this node left live, before our own
+    // heartbeat overwrites the time it was last seen.
+    store::recover_node(&store, &node, store::now_ms())
+        .await
+        .map_err(|source| StartError::Store {
+            url: config.store.url.clone(),
+            source,
+        })?;
+    let heartbeat = store::spawn_heartbeat(store.clone(), node.clone(), Duration::from_secs(5));
+    let accounts = Accounts::new(
+        store.clone(),
+        AccountsConfig {
+            sms_url: config.sms.url.clone(),
+            ..AccountsConfig::default()
+        },
+    )?;
+    let (cdr_sink, cdr_rx) = CdrSink::new();
+    let cdr_writer = cdr::spawn_writer(store.clone(), cdr_rx);
     let transports_cfg = TransportConfig {
         listen: config.sip.listen,
         max_message_size: config.sip.max_message_size,
@@ -159,6 +197,43 @@ pub async fn run(
         config.media.bind_ip, config.media.port_min, config.media.port_max
     );
     metrics.media_ports_free.set(media.ports_available() as i64);
+    let latency_source = Arc::downgrade(&media);
+    metrics
+        .rtp_relay_latency_seconds
+        .set_source(Arc::new(move || match latency_source.upgrade() {
+            Some(media) => {
+                let snap = media.latency();
+                HistogramSnapshot {
+                    bounds: snap.bounds_seconds.to_vec(),
+                    cumulative: snap.cumulative,
+                    sum: snap.sum_seconds,
+                    count: snap.count,
+                }
+            }
+            None => HistogramSnapshot::default(),
+        }));
+    let mut media_events = media.take_events();
+    let (command_tx, mut command_rx) = mpsc::channel::<Command>(1024);
+    let registry = Arc::new(Registry::default());
+    let refresher = service::spawn_stats_refresher(
+        Arc::clone(&registry),
+        Arc::downgrade(&media),
+        command_tx.clone(),
+        config.calls.media_timeout(),
+        Duration::from_millis(250),
+    );
+    let service = Arc::new(Service::new(
+        accounts,
+        store.clone(),
+        Arc::clone(&registry),
+        command_tx,
+        cdr_sink.clone(),
+        ServiceConfig {
+            node: node.clone(),
+            app_octet_aligned: config.calls.app_payload_mode_octet_aligned(),
+            max_calls_per_account: config.calls.max_calls_per_account,
+        },
+    ));
     let mut b2bua = B2bua::new(
         Arc::clone(&media),
         router,
@@ -166,6 +241,8 @@ pub async fn run(
         media_ip,
         public_host,
         Arc::clone(&metrics),
+        cdr_sink,
+        node,
         Instant::now().into_std(),
     );
 
@@ -182,13 +259,14 @@ pub async fn run(
         }),
     };
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(http::serve(
-        http_listener,
-        http::router(state),
-        async move {
-            let _ = http_stop_rx.await;
-        },
-    ));
+    let api_routes = api::router(service, api::ApiConfig::default());
+    let app = http::count_requests(
+        http::with_fallbacks(http::operator_routes(state).merge(api_routes)),
+        Arc::clone(&metrics),
+    );
+    let http_task = tokio::spawn(http::serve(http_listener, app, async move {
+        let _ = http_stop_rx.await;
+    }));
 
     if let Some(ready) = ready {
         let _ = ready.send(Listening {
@@ -225,6 +303,12 @@ pub async fn run(
                     None => break,
                 }
             }
+            Some(cmd) = command_rx.recv() => {
+                b2bua.handle_command(&mut endpoint, cmd, Instant::now().into_std()).await;
+            }
+            Some(ev) = recv_media_event(&mut media_events) => {
+                b2bua.handle_media_event(&mut endpoint, ev, Instant::now().into_std());
+            }
             _ = tokio::time::sleep_until(next) => {
                 let now = Instant::now().into_std();
                 endpoint.handle_timeout(now);
@@ -253,6 +337,8 @@ pub async fn run(
         }
     }
     sip_up.store(false, Ordering::Relaxed);
+    refresher.abort();
+    let _ = refresher.await;
     transports.shutdown().await;
     drop(b2bua);
     // The relay's loops join their threads: do it off the async workers.
@@ -261,7 +347,27 @@ pub async fn run(
     }
     let _ = http_stop_tx.send(());
     let _ = http_task.await;
+    // Every record sink is gone with the HTTP router and the B2BUA: the
+    // writer drains what is queued and stops.
+    if tokio::time::timeout(Duration::from_secs(5), cdr_writer)
+        .await
+        .is_err()
+    {
+        tracing::error!("call records still queued at exit; they are closed at the next start");
+    }
+    heartbeat.abort();
+    store.close().await;
     Ok(())
+}
+
+/// The next relay event; pending forever when there is no event stream.
+async fn recv_media_event(
+    rx: &mut Option<mpsc::Receiver<media::driver::MediaEvent>>,
+) -> Option<media::driver::MediaEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

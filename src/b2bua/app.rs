@@ -14,8 +14,9 @@
 //! AMR payload mode or transcodes between the two.
 
 use super::{leg_format, name_addr, parse_sdp, send_dtmf_info, trunk_codecs, B2bua};
-use crate::cdr::{CallEnd, CallStart};
+use crate::cdr::CdrEvent;
 use crate::registry::{CallStats, CallView, PeerStatus};
+use crate::store::{now_ms, CallRecordEnd, Outcome};
 use bytes::Bytes;
 use media::driver::{LegHandle, LegKey, MediaDriver};
 use media::format::{Encoding, LegFormat};
@@ -28,7 +29,7 @@ use sip::transport::Transport;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The AMR payload type used towards Android apps (they are told the codec
@@ -43,7 +44,7 @@ pub const DTMF_DURATION_MS: u32 = 100;
 #[derive(Clone, Debug)]
 pub enum AppMedia {
     /// iOS and web: an SDP offer; the answer is an SDP string.
-    Sdp(SessionDescription),
+    Sdp(Box<SessionDescription>),
     /// Android: where the app receives RTP; AMR in the server's payload mode.
     Endpoint(SocketAddr),
 }
@@ -104,7 +105,9 @@ pub enum Command {
         reply: oneshot::Sender<Result<(), AppCallError>>,
     },
     /// The app leg sent no RTP for the configured time: the app is gone.
-    MediaTimeout { session_id: String },
+    MediaTimeout {
+        session_id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -121,12 +124,12 @@ pub(super) struct AppCall {
     media_app: Option<LegHandle>,
     media_trunk: Option<LegHandle>,
     bridged: bool,
-    started: Instant,
-    call_time: SystemTime,
-    ring_time: Option<SystemTime>,
-    answer_time: Option<SystemTime>,
+    /// Unix ms, for the record.
+    call_ms: i64,
+    ring_ms: Option<i64>,
+    answer_ms: Option<i64>,
     answered_at: Option<Instant>,
-    outcome: Option<&'static str>,
+    outcome: Option<Outcome>,
     sip_status: Option<u16>,
     /// HTTP DTMF for a trunk without telephone-event: INFO one digit at a
     /// time, the next once the previous is answered (order on UDP).
@@ -189,12 +192,11 @@ impl B2bua {
                 let result = match self.sessions.get(&session_id).copied() {
                     Some(id) => {
                         if let Some(call) = self.app_calls.get_mut(&id) {
-                            call.outcome
-                                .get_or_insert(if call.answer_time.is_some() {
-                                    "answered"
-                                } else {
-                                    "cancelled"
-                                });
+                            call.outcome.get_or_insert(if call.answer_ms.is_some() {
+                                Outcome::Answered
+                            } else {
+                                Outcome::Cancelled
+                            });
                             ep.hangup(call.b, now);
                         }
                         Ok(())
@@ -218,7 +220,7 @@ impl B2bua {
                     .and_then(|id| self.app_calls.get_mut(id))
                 {
                     tracing::info!(session = %session_id, "app sent no media: ending the call");
-                    call.outcome.get_or_insert("media_timeout");
+                    call.outcome.get_or_insert(Outcome::MediaTimeout);
                     ep.hangup(call.b, now);
                 }
             }
@@ -386,16 +388,8 @@ impl B2bua {
         };
         self.next_call += 1;
         let id = self.next_call;
-        let call_time = SystemTime::now();
-        self.cdr.start(CallStart {
-            session_id: view.session_id.clone(),
-            kind: view.kind.as_str(),
-            account: view.account.clone(),
-            caller: caller.clone(),
-            callee: callee.clone(),
-            trunk: Some(trunk_name.clone()),
-            call_time,
-        });
+        // The live row was written by the HTTP start (CdrEvent::Known).
+        let call_ms = now_ms();
         view.set_legs(media_app.key(), media_trunk.key());
         self.sessions.insert(view.session_id.clone(), id);
         self.app_legs.insert(b, id);
@@ -414,10 +408,9 @@ impl B2bua {
                 media_app: Some(media_app),
                 media_trunk: Some(media_trunk),
                 bridged: false,
-                started: now,
-                call_time,
-                ring_time: None,
-                answer_time: None,
+                call_ms,
+                ring_ms: None,
+                answer_ms: None,
                 answered_at: None,
                 outcome: None,
                 sip_status: None,
@@ -471,7 +464,7 @@ impl B2bua {
             .ok_or(AppCallError::NotFound)?;
         let media = Arc::clone(&self.media);
         let call = self.app_calls.get_mut(&id).ok_or(AppCallError::NotFound)?;
-        if call.answer_time.is_none() {
+        if call.answer_ms.is_none() {
             return Err(AppCallError::NotAnswered);
         }
         let rfc4733 = call
@@ -499,12 +492,12 @@ impl B2bua {
                 if let Some(call) = self.app_call_of(leg) {
                     call.sip_status = Some(status);
                     call.outcome.get_or_insert(match status {
-                        487 => "cancelled",
-                        408 => "timeout",
-                        486 | 600 | 603 => "busy",
-                        480 => "no_answer",
-                        500..=599 => "failed",
-                        _ => "rejected",
+                        487 => Outcome::Cancelled,
+                        408 => Outcome::Timeout,
+                        486 | 600 | 603 => Outcome::Busy,
+                        480 => Outcome::NoAnswer,
+                        500..=599 => Outcome::Failed,
+                        _ => Outcome::Rejected,
                     });
                 }
             }
@@ -513,10 +506,10 @@ impl B2bua {
                     ep.bye(leg, now);
                 }
                 if let Some(call) = self.app_call_of(leg) {
-                    call.outcome.get_or_insert(if call.answer_time.is_some() {
-                        "answered"
+                    call.outcome.get_or_insert(if call.answer_ms.is_some() {
+                        Outcome::Answered
                     } else {
-                        "failed"
+                        Outcome::Failed
                     });
                 }
             }
@@ -545,10 +538,14 @@ impl B2bua {
 
     async fn app_progress(&mut self, leg: LegId, resp: Response) {
         let media = Arc::clone(&self.media);
+        let cdr = self.cdr.clone();
         let Some(call) = self.app_call_of(leg) else {
             return;
         };
-        call.ring_time.get_or_insert_with(SystemTime::now);
+        if call.ring_ms.is_none() {
+            call.ring_ms = Some(now_ms());
+            cdr.ringing(&call.view.session_id);
+        }
         call.view.set_status(PeerStatus::Ring);
         // Early media (183 with SDP): let the app hear the trunk's ringback.
         if !resp.body.is_empty() {
@@ -558,6 +555,7 @@ impl B2bua {
 
     async fn app_answered(&mut self, ep: &mut Endpoint, leg: LegId, resp: Response, now: Instant) {
         let media = Arc::clone(&self.media);
+        let cdr = self.cdr.clone();
         let Some(call) = self.app_call_of(leg) else {
             ep.bye(leg, now);
             return;
@@ -568,13 +566,14 @@ impl B2bua {
             return;
         }
         if !app_trunk_answer(&media, call, &resp.body).await {
-            call.outcome = Some("failed");
+            call.outcome = Some(Outcome::Failed);
             call.sip_status = Some(488);
             ep.bye(leg, now);
             return;
         }
         call.sip_status = Some(resp.status);
-        call.answer_time = Some(SystemTime::now());
+        call.answer_ms = Some(now_ms());
+        cdr.answered(&call.view.session_id);
         call.answered_at = Some(now);
         call.view.set_answered(now);
         call.view.set_status(PeerStatus::Hookoff);
@@ -612,10 +611,7 @@ impl B2bua {
                     .iter()
                     .flat_map(|m| m.codecs())
                     .collect();
-                let port = call
-                    .media_trunk
-                    .as_ref()
-                    .map_or(0, |l| l.local().port());
+                let port = call.media_trunk.as_ref().map_or(0, |l| l.local().port());
                 call.offer_to_trunk.origin.sess_version =
                     call.offer_to_trunk.origin.sess_version.wrapping_add(1);
                 let caps = sdp::LocalCapabilities::new(
@@ -667,8 +663,7 @@ impl B2bua {
         self.sessions.remove(&call.view.session_id);
         // Final figures before the legs go.
         if let (Some(a), Some(t)) = (&call.media_app, &call.media_trunk) {
-            if let (Ok(ca), Ok(ct)) = (self.media.counters(a).await, self.media.counters(t).await)
-            {
+            if let (Ok(ca), Ok(ct)) = (self.media.counters(a).await, self.media.counters(t).await) {
                 call.last_stats = CallStats::from_legs(&ca, Some(&ct));
                 call.view.set_stats(call.last_stats);
             }
@@ -679,30 +674,32 @@ impl B2bua {
         {
             self.release_media(l).await;
         }
-        let outcome = call.outcome.unwrap_or(if call.answer_time.is_some() {
-            "answered"
+        let outcome = call.outcome.unwrap_or(if call.answer_ms.is_some() {
+            Outcome::Answered
         } else {
-            "failed"
+            Outcome::Failed
         });
-        self.metrics.call_ended(outcome);
-        let end_time = SystemTime::now();
-        self.cdr.end(CallEnd {
+        self.metrics.call_ended(outcome.as_str());
+        self.cdr.send(CdrEvent::End {
             session_id: call.view.session_id.clone(),
-            ring_time: call.ring_time,
-            answer_time: call.answer_time,
-            end_time,
-            outcome,
-            sip_status: call.sip_status,
-            codecs: call.codecs(),
-            quality: stats_json(&call.last_stats),
+            end: CallRecordEnd {
+                ring_ms: call.ring_ms,
+                answer_ms: call.answer_ms,
+                end_ms: now_ms(),
+                outcome,
+                sip_status: call.sip_status,
+                codecs: call.codecs(),
+                quality: Some(stats_json(&call.last_stats)),
+                trunk: None,
+            },
         });
         tracing::info!(
             session = %call.view.session_id,
             caller = %call.caller,
             callee = %call.callee,
             trunk = %call.trunk,
-            outcome,
-            secs = call.call_time.elapsed().map_or(0, |d| d.as_secs()),
+            outcome = outcome.as_str(),
+            secs = (now_ms() - call.call_ms) / 1000,
             "app call ended"
         );
         call.view.release(Instant::now());
@@ -712,7 +709,7 @@ impl B2bua {
     /// Ends every app call (graceful shutdown).
     pub(super) fn shutdown_app_calls(&mut self, ep: &mut Endpoint, now: Instant) {
         for call in self.app_calls.values_mut() {
-            call.outcome.get_or_insert("shutdown");
+            call.outcome.get_or_insert(Outcome::Shutdown);
             ep.hangup(call.b, now);
         }
     }
@@ -737,7 +734,7 @@ impl B2bua {
                     .trunk_format
                     .as_ref()
                     .is_some_and(|f| f.dtmf_payload_type.is_some());
-                if !trunk_rfc4733 && call.answer_time.is_some() {
+                if !trunk_rfc4733 && call.answer_ms.is_some() {
                     call.info_queue.push_back(digit);
                     send_next_info(ep, call, now);
                 }
@@ -765,7 +762,9 @@ async fn app_trunk_answer(media: &MediaDriver, call: &mut AppCall, body: &Bytes)
     let Some(trunk_leg) = &call.media_trunk else {
         return false;
     };
-    let _ = media.update_leg(trunk_leg, answer.audio_destination()).await;
+    let _ = media
+        .update_leg(trunk_leg, answer.audio_destination())
+        .await;
     let _ = media
         .set_codec(
             trunk_leg,

@@ -1007,33 +1007,6 @@ impl B2bua {
             }
             Method::Info => {
                 let ct = req.content_type();
-                // DTMF as INFO towards a side that speaks RFC 4733: the relay
-                // plays the digit into that side's stream, the INFO ends here.
-                let digit = ct
-                    .as_deref()
-                    .filter(|c| c.eq_ignore_ascii_case("application/dtmf-relay"))
-                    .and_then(|_| dtmf_relay_digit(&req.body));
-                let other_has_rfc4733 = call
-                    .formats
-                    .as_ref()
-                    .map(|(a, b)| match side.other() {
-                        Side::A => a,
-                        Side::B => b,
-                    })
-                    .and_then(|f| f.as_ref())
-                    .is_some_and(|f| f.dtmf_payload_type.is_some());
-                if let (Some((digit, duration)), true) = (digit, other_has_rfc4733) {
-                    let injected = match call.media(side.other()) {
-                        Some(leg) => media
-                            .send_dtmf(leg, &digit.to_string(), duration)
-                            .await
-                            .is_ok(),
-                        None => false,
-                    };
-                    let status = if injected { 200 } else { 500 };
-                    ep.respond_request(txn, status, None, Bytes::new(), now);
-                    return;
-                }
                 match ep.request(other, Method::Info, ct.as_deref(), req.body.clone(), now) {
                     Some(c) => {
                         call.relayed.insert(
@@ -1282,7 +1255,7 @@ impl B2bua {
 
 /// The digit and duration (ms) of an `application/dtmf-relay` body
 /// (`Signal=5\r\nDuration=160\r\n`, the de-facto format of SIP INFO DTMF).
-fn dtmf_relay_digit(body: &[u8]) -> Option<(char, u32)> {
+pub(crate) fn dtmf_relay_digit(body: &[u8]) -> Option<(char, u32)> {
     let text = std::str::from_utf8(body).ok()?;
     let mut digit = None;
     let mut duration = app::DTMF_DURATION_MS;

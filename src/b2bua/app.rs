@@ -13,7 +13,9 @@
 //! whatever the trunk picks from our offer, the relay forwards, converts the
 //! AMR payload mode or transcodes between the two.
 
-use super::{leg_format, name_addr, parse_sdp, send_dtmf_info, trunk_codecs, B2bua};
+use super::{
+    dtmf_relay_digit, leg_format, name_addr, parse_sdp, send_dtmf_info, trunk_codecs, B2bua,
+};
 use crate::cdr::CdrEvent;
 use crate::registry::{CallStats, CallView, PeerStatus};
 use crate::store::{now_ms, CallRecordEnd, Outcome};
@@ -645,7 +647,21 @@ impl B2bua {
                     Err(_) => ep.respond_request(txn, 488, None, Bytes::new(), now),
                 }
             }
-            Method::Info | Method::Options | Method::Update => {
+            Method::Info => {
+                // A trunk that signals DTMF as INFO: the app hears it as
+                // RFC 4733 on its own stream.
+                let digit = req
+                    .content_type()
+                    .filter(|c| c.eq_ignore_ascii_case("application/dtmf-relay"))
+                    .and_then(|_| dtmf_relay_digit(&req.body));
+                if let (Some((digit, duration)), Some(leg)) = (digit, &call.media_app) {
+                    if let Err(e) = media.send_dtmf(leg, &digit.to_string(), duration).await {
+                        tracing::debug!(error = %e, "INFO DTMF not played to the app");
+                    }
+                }
+                ep.respond_request(txn, 200, None, Bytes::new(), now)
+            }
+            Method::Options | Method::Update => {
                 ep.respond_request(txn, 200, None, Bytes::new(), now)
             }
             _ => ep.respond_request(txn, 501, None, Bytes::new(), now),

@@ -17,8 +17,14 @@
 //! or cannot be reached gives 408/503.
 
 mod app;
+mod callback;
+mod incoming;
+mod p2p;
 
 pub use app::{media_timed_out, stats_json, AppAnswer, AppCallError, AppMedia, Command, StartApp};
+pub use callback::StartCallback;
+pub use incoming::{opdata_session, AppNotifier, InboundEnv};
+pub use p2p::StartP2p;
 
 use crate::cdr::{CdrEvent, CdrSink};
 use crate::config::{Router, TransportKind, Trunk};
@@ -227,6 +233,18 @@ pub struct B2bua {
     app_legs: HashMap<LegId, u64>,
     /// session_id → app call.
     sessions: HashMap<String, u64>,
+    /// Calls in from trunks to apps (None: no accounts, transit only).
+    inbound: Option<InboundEnv>,
+    inbound_calls: HashMap<u64, incoming::InboundCall>,
+    inbound_legs: HashMap<LegId, u64>,
+    inbound_sessions: HashMap<String, u64>,
+    /// App-to-app calls by session id.
+    p2p_calls: HashMap<String, p2p::P2pCall>,
+    /// Opdata of p2p calls that went to the callee's phone, and when.
+    fallen_back: HashMap<String, Instant>,
+    callback_calls: HashMap<u64, callback::CallbackCall>,
+    callback_legs: HashMap<LegId, (u64, callback::Part)>,
+    callback_sessions: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -319,12 +337,31 @@ impl B2bua {
             app_calls: HashMap::new(),
             app_legs: HashMap::new(),
             sessions: HashMap::new(),
+            inbound: None,
+            inbound_calls: HashMap::new(),
+            inbound_legs: HashMap::new(),
+            inbound_sessions: HashMap::new(),
+            p2p_calls: HashMap::new(),
+            fallen_back: HashMap::new(),
+            callback_calls: HashMap::new(),
+            callback_legs: HashMap::new(),
+            callback_sessions: HashMap::new(),
         }
+    }
+
+    /// Numbers bound to accounts become calls to apps (sip_call_in).
+    pub fn with_inbound(mut self, env: InboundEnv) -> Self {
+        self.inbound = Some(env);
+        self
     }
 
     /// Transit and app calls not yet ended.
     pub fn active_calls(&self) -> usize {
-        self.calls.len() + self.app_call_count()
+        self.calls.len()
+            + self.app_call_count()
+            + self.inbound_count()
+            + self.p2p_count()
+            + self.callback_count()
     }
 
     /// Trunks whose last keep-alive went unanswered.
@@ -355,11 +392,15 @@ impl B2bua {
             .iter()
             .flat_map(|t| [t.next_options, t.next_register])
             .flatten()
+            .chain(self.inbound_poll_timeout())
+            .chain(self.p2p_poll_timeout())
             .min()
     }
 
     /// Sends due OPTIONS keep-alives and REGISTER refreshes.
-    pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+    pub async fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.inbound_timeouts(ep, now);
+        self.p2p_timeouts(ep, now).await;
         let host = self.public_host.clone();
         for t in &mut self.trunks {
             let transport = transport_of(&t.trunk);
@@ -439,6 +480,12 @@ impl B2bua {
         if event_leg(&ev).is_some_and(|leg| self.owns_app_leg(leg)) {
             return self.app_event(ep, ev, now).await;
         }
+        if event_leg(&ev).is_some_and(|leg| self.owns_inbound_leg(leg)) {
+            return self.inbound_event(ep, ev, now).await;
+        }
+        if event_leg(&ev).is_some_and(|leg| self.owns_callback_leg(leg)) {
+            return self.callback_event(ep, ev, now).await;
+        }
         match ev {
             Event::IncomingInvite {
                 leg,
@@ -504,6 +551,13 @@ impl B2bua {
             self.metrics.call_ended(Outcome::NoRoute.as_str());
             return reject(ep, 404);
         };
+        // A number bound to an account rings its app (OPERATIONS.md routing 2).
+        if self
+            .try_sip_call_in(ep, leg, &req, &number, &inbound.name, now)
+            .await
+        {
+            return;
+        }
         let Some(out_trunk) = self.router.route(&number).map(|t| t.name.clone()) else {
             self.metrics.call_ended(Outcome::NoRoute.as_str());
             return reject(ep, 404);
@@ -1133,21 +1187,9 @@ impl B2bua {
                     Outcome::Failed
                 });
                 self.metrics.call_ended(outcome.as_str());
-                let stats = match (&call.media_a, &call.media_b) {
-                    (Some(a), Some(b)) => {
-                        match (self.media.counters(a).await, self.media.counters(b).await) {
-                            (Ok(ca), Ok(cb)) => Some(CallStats::from_legs(&ca, Some(&cb))),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                for leg in [call.media_a.take(), call.media_b.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    self.release_media(leg).await;
-                }
+                let stats = self
+                    .release_pair(call.media_a.take(), call.media_b.take())
+                    .await;
                 let codecs = match &call.formats {
                     Some((a, b)) => format!(
                         "a={} b={}",
@@ -1177,8 +1219,26 @@ impl B2bua {
     }
 
     /// Closes a relay leg, adding what it carried to the metrics.
-    async fn release_media(&self, leg: LegHandle) {
-        if let Ok(c) = self.media.counters(&leg).await {
+    /// Closes a call's two relay legs (adding what they carried to the
+    /// metrics) and returns the call's final quality figures, reading each
+    /// leg's counters once.
+    async fn release_pair(&self, a: Option<LegHandle>, b: Option<LegHandle>) -> Option<CallStats> {
+        let ca = match a {
+            Some(leg) => self.release_media(leg).await,
+            None => None,
+        };
+        let cb = match b {
+            Some(leg) => self.release_media(leg).await,
+            None => None,
+        };
+        ca.map(|ca| CallStats::from_legs(&ca, cb.as_ref()))
+    }
+
+    /// Closes a relay leg, adding what it carried to the metrics; returns
+    /// its last counters.
+    async fn release_media(&self, leg: LegHandle) -> Option<media::relay::LegCounters> {
+        let counters = self.media.counters(&leg).await.ok();
+        if let Some(c) = &counters {
             self.metrics.rtp_packets_relayed_total.add(c.rtp_out);
             self.metrics.rtp_bytes_relayed_total.add(c.bytes_out);
             for (reason, n) in c.drops() {
@@ -1196,6 +1256,7 @@ impl B2bua {
         self.metrics
             .media_ports_free
             .set(self.media.ports_available() as i64);
+        counters
     }
 
     /// What the relay saw: a key press (RFC 4733) on a leg. Where the other
@@ -1240,9 +1301,12 @@ impl B2bua {
     }
 
     /// Stop taking calls and hang up every live one (graceful shutdown).
-    pub fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+    pub async fn shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.shutdown_p2p().await;
         self.accepting = false;
         self.shutdown_app_calls(ep, now);
+        self.shutdown_inbound(ep, now);
+        self.shutdown_callbacks(ep, now);
         let legs: Vec<LegId> = self.legs.keys().copied().collect();
         for call in self.calls.values_mut() {
             call.outcome.get_or_insert(Outcome::Shutdown);

@@ -33,6 +33,11 @@ pub enum PeerStatus {
     P2pRing = 4,
     P2pHookoff = 5,
     Release = 6,
+    /// Callback: the local phone rings / answered, the remote rings, bridged.
+    ARinging = 7,
+    AAnswered = 8,
+    BRinging = 9,
+    Bridged = 10,
 }
 
 impl PeerStatus {
@@ -45,6 +50,10 @@ impl PeerStatus {
             PeerStatus::P2pRing => "p2p_ring",
             PeerStatus::P2pHookoff => "p2p_hookoff",
             PeerStatus::Release => "release",
+            PeerStatus::ARinging => "a_ringing",
+            PeerStatus::AAnswered => "a_answered",
+            PeerStatus::BRinging => "b_ringing",
+            PeerStatus::Bridged => "bridged",
         }
     }
 
@@ -56,6 +65,10 @@ impl PeerStatus {
             3 => PeerStatus::P2pIdle,
             4 => PeerStatus::P2pRing,
             5 => PeerStatus::P2pHookoff,
+            7 => PeerStatus::ARinging,
+            8 => PeerStatus::AAnswered,
+            9 => PeerStatus::BRinging,
+            10 => PeerStatus::Bridged,
             _ => PeerStatus::Release,
         }
     }
@@ -68,6 +81,12 @@ pub enum CallKind {
     Outbound,
     /// Trunk → trunk.
     Transit,
+    /// Trunk → app (a number bound to an account).
+    SipCallIn,
+    /// App → app, maybe falling back to the callee's phone.
+    P2p,
+    /// Two trunk calls placed by the switch and bridged.
+    Callback,
 }
 
 impl CallKind {
@@ -75,6 +94,9 @@ impl CallKind {
         match self {
             CallKind::Outbound => "outbound",
             CallKind::Transit => "transit",
+            CallKind::SipCallIn => "sip_call_in",
+            CallKind::P2p => "p2p",
+            CallKind::Callback => "callback",
         }
     }
 }
@@ -161,10 +183,15 @@ pub struct CallView {
     /// The device the call was started from (its login must stay current).
     pub device: Option<String>,
     pub kind: CallKind,
+    /// The other account of an app-to-app call (the callee), who may act
+    /// on the session too.
+    pub peer_account: Option<String>,
     status: AtomicU8,
     stats: Mutex<CallStats>,
     ended_at: Mutex<Option<Instant>>,
     media: Mutex<MediaRefs>,
+    /// The opdata issued for a call to an app (checked byte for byte).
+    opdata: Mutex<Option<String>>,
 }
 
 /// The relay legs behind a session, for the stats refresher.
@@ -189,11 +216,23 @@ impl CallView {
             account,
             device,
             kind,
+            peer_account: None,
             status: AtomicU8::new(PeerStatus::Idle as u8),
             stats: Mutex::new(CallStats::default()),
             ended_at: Mutex::new(None),
             media: Mutex::new(MediaRefs::default()),
+            opdata: Mutex::new(None),
         }
+    }
+
+    pub fn with_peer_account(mut self, account: String) -> CallView {
+        self.peer_account = Some(account);
+        self
+    }
+
+    /// True when `account` may act on this session.
+    pub fn involves(&self, account: &str) -> bool {
+        self.account == account || self.peer_account.as_deref() == Some(account)
     }
 
     pub fn status(&self) -> PeerStatus {
@@ -215,6 +254,15 @@ impl CallView {
 
     pub fn set_stats(&self, stats: CallStats) {
         *lock(&self.stats) = stats;
+    }
+
+    pub fn set_opdata(&self, opdata: String) {
+        *lock(&self.opdata) = Some(opdata);
+    }
+
+    /// True when `opdata` is exactly the one issued for this call.
+    pub fn opdata_matches(&self, opdata: &str) -> bool {
+        lock(&self.opdata).as_deref() == Some(opdata)
     }
 
     pub fn set_legs(&self, app: LegKey, trunk: LegKey) {

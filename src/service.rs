@@ -11,15 +11,18 @@
 //! edge only (`AccountError`/`AppCallError` → `api::Failure`).
 
 use crate::accounts::{AccountError, Accounts, CodeKind, StatusQuery};
-use crate::b2bua::{media_timed_out, AppAnswer, AppCallError, AppMedia, Command, StartApp};
+use crate::b2bua::{
+    media_timed_out, AppAnswer, AppCallError, AppMedia, Command, StartApp, StartCallback, StartP2p,
+};
 use crate::cdr::{CdrEvent, CdrSink};
 use crate::registry::{self, CallKind, CallView, PeerStatus, Registry};
 use crate::store::{self, now_ms, AnyStore, CallRecordEnd, CallRecordStart, Store};
 use api::{
-    AddInfoReq, AuthCodeKind, AuthCodeReq, CallAnswer, CallStarted, CallStatus, DetailEval,
-    DtmfReq, Failure, ForgetPwdReq, HistoryCall, HistoryGroup, HistoryReq, LoginOk, LoginReq,
-    LogoutReq, ModifyPwdReq, PayloadMode, Presence, QueryStatusReq, RegisterReq, RelayAnswer,
-    SdpParam, SessionReq, StartCallReq, UserState,
+    AddInfoReq, AuthCodeKind, AuthCodeReq, CallAnswer, CallStarted, CallStatus, CallbackReq,
+    CallbackStopReq, DetailEval, DtmfReq, Failure, ForgetPwdReq, HistoryCall, HistoryGroup,
+    HistoryReq, LoginOk, LoginReq, LogoutReq, ModifyPwdReq, OpdataReq, P2pAnswerReq, P2pRejectReq,
+    PayloadMode, Presence, QueryStatusReq, RegisterReq, RelayAnswer, SdpParam, SessionReq,
+    StartCallReq, UserState,
 };
 use media::driver::MediaDriver;
 use sip::sdp::SessionDescription;
@@ -139,11 +142,145 @@ impl Service {
             .registry
             .get(session_id)
             .ok_or(Failure::SessionNotExist)?;
-        if uuid.is_some_and(|u| u != view.account) {
+        match uuid {
+            Some(u) if !view.involves(u) => return Err(Failure::SessionNotExist),
+            // The callee of an app-to-app call acts from whatever device
+            // it is logged in on.
+            Some(u) if u != view.account => self.authorize(u, None, token).await?,
+            _ => {
+                self.authorize(&view.account, view.device.as_deref(), token)
+                    .await?
+            }
+        }
+        Ok(view)
+    }
+
+    /// Writes the live record and registers the session (before any
+    /// signalling goes out).
+    async fn open_session(
+        &self,
+        view: CallView,
+        kind: store::CallKind,
+        caller: &str,
+        callee: &str,
+    ) -> Result<Arc<CallView>, Failure> {
+        let id = self
+            .store
+            .insert_live(&CallRecordStart {
+                session_id: view.session_id.clone(),
+                account: Some(view.account.clone()),
+                peer_account: view.peer_account.clone(),
+                caller: caller.to_owned(),
+                callee: callee.to_owned(),
+                kind,
+                trunk: None,
+                call_ms: now_ms(),
+                node: self.cfg.node.clone(),
+            })
+            .await
+            .map_err(store_fault)?;
+        self.cdr.send(CdrEvent::Known {
+            session_id: view.session_id.clone(),
+            id,
+        });
+        let view = Arc::new(view);
+        self.registry.insert(Arc::clone(&view));
+        Ok(view)
+    }
+
+    /// A session refused before any signalling: its record ends at once.
+    fn refused(&self, view: &CallView, e: &AppCallError) {
+        view.release(Instant::now());
+        let outcome = match e {
+            AppCallError::NoTrunk(_) | AppCallError::NoCodec => store::Outcome::Rejected,
+            _ => store::Outcome::Failed,
+        };
+        self.cdr.send(CdrEvent::End {
+            session_id: view.session_id.clone(),
+            end: CallRecordEnd {
+                ring_ms: None,
+                answer_ms: None,
+                end_ms: now_ms(),
+                outcome,
+                sip_status: None,
+                codecs: String::new(),
+                quality: None,
+                trunk: None,
+            },
+        });
+    }
+
+    async fn start_p2p(
+        &self,
+        req: StartCallReq,
+        session_id: String,
+        caller: String,
+        callee_account: String,
+        media: AppMedia,
+    ) -> Result<CallStarted, Failure> {
+        let callee_online = self
+            .store
+            .get_login(&callee_account)
+            .await
+            .map_err(store_fault)?
+            .is_some();
+        let view = CallView::new(
+            session_id.clone(),
+            req.uuid.clone(),
+            req.dev_id.clone(),
+            CallKind::P2p,
+        )
+        .with_peer_account(callee_account.clone());
+        let view = self
+            .open_session(view, store::CallKind::P2p, &caller, &req.callee)
+            .await?;
+        let octet_aligned = self.cfg.app_octet_aligned;
+        let started = self
+            .command(|reply| {
+                Command::StartP2p(Box::new(StartP2p {
+                    view: Arc::clone(&view),
+                    caller,
+                    callee: req.callee.clone(),
+                    callee_account,
+                    callee_online,
+                    media,
+                    octet_aligned,
+                    reply,
+                }))
+            })
+            .await;
+        match started {
+            Ok(answer) => Ok(CallStarted {
+                session_id,
+                answer: call_answer(answer),
+            }),
+            Err(e) => {
+                self.refused(&view, &e);
+                Err(call_failure(e))
+            }
+        }
+    }
+
+    /// The session an opdata names, if the acting app may use it: the
+    /// callee's account must have a live login.
+    async fn opdata_session(
+        &self,
+        opdata: &str,
+        token: Option<&str>,
+    ) -> Result<Arc<CallView>, Failure> {
+        let session = crate::b2bua::opdata_session(opdata).ok_or(Failure::SessionNotExist)?;
+        let view = self
+            .registry
+            .get(&session)
+            .ok_or(Failure::SessionNotExist)?;
+        if !view.opdata_matches(opdata) {
             return Err(Failure::SessionNotExist);
         }
-        self.authorize(&view.account, view.device.as_deref(), token)
-            .await?;
+        let callee = view
+            .peer_account
+            .clone()
+            .unwrap_or_else(|| view.account.clone());
+        self.authorize(&callee, None, token).await?;
         Ok(view)
     }
 
@@ -288,34 +425,36 @@ impl api::Switch for Service {
         }
         let session_id = registry::new_session_id(&self.cfg.node);
         let caller = req.caller_phone.clone().unwrap_or_else(|| req.uuid.clone());
+        // type p2p to a number an account owns: that app is tried first.
+        let callee_account = match req.kind {
+            api::CallKind::P2p => self
+                .store
+                .account_for_phone(&req.callee)
+                .await
+                .map_err(store_fault)?
+                .filter(|b| *b != req.uuid),
+            api::CallKind::Direct => None,
+        };
+        if let Some(callee_account) = callee_account {
+            return self
+                .start_p2p(req, session_id, caller, callee_account, media)
+                .await;
+        }
         // The record exists before any SIP leaves: a crash from here on
         // still leaves it (closed at the next start).
-        let id = self
-            .store
-            .insert_live(&CallRecordStart {
-                session_id: session_id.clone(),
-                account: Some(req.uuid.clone()),
-                peer_account: None,
-                caller: caller.clone(),
-                callee: req.callee.clone(),
-                kind: store::CallKind::Outbound,
-                trunk: None,
-                call_ms: now_ms(),
-                node: self.cfg.node.clone(),
-            })
-            .await
-            .map_err(store_fault)?;
-        self.cdr.send(CdrEvent::Known {
-            session_id: session_id.clone(),
-            id,
-        });
-        let view = Arc::new(CallView::new(
-            session_id.clone(),
-            req.uuid.clone(),
-            req.dev_id.clone(),
-            CallKind::Outbound,
-        ));
-        self.registry.insert(Arc::clone(&view));
+        let view = self
+            .open_session(
+                CallView::new(
+                    session_id.clone(),
+                    req.uuid.clone(),
+                    req.dev_id.clone(),
+                    CallKind::Outbound,
+                ),
+                store::CallKind::Outbound,
+                &caller,
+                &req.callee,
+            )
+            .await?;
         let octet_aligned = self.cfg.app_octet_aligned;
         let started = self
             .command(|reply| {
@@ -332,47 +471,10 @@ impl api::Switch for Service {
         match started {
             Ok(answer) => Ok(CallStarted {
                 session_id,
-                answer: match answer {
-                    AppAnswer::Sdp(sdp) => CallAnswer::Sdp(sdp),
-                    AppAnswer::Endpoint {
-                        ip,
-                        port,
-                        codec_name,
-                        octet_aligned,
-                        rssrc,
-                    } => CallAnswer::Relay(RelayAnswer {
-                        ip,
-                        port,
-                        codec_name,
-                        payload_mode: if octet_aligned {
-                            PayloadMode::OctetAligned
-                        } else {
-                            PayloadMode::BandwidthEfficient
-                        },
-                        rssrc,
-                    }),
-                },
+                answer: call_answer(answer),
             }),
             Err(e) => {
-                // Refused before any SIP left: the record ends here.
-                view.release(Instant::now());
-                let outcome = match e {
-                    AppCallError::NoTrunk(_) | AppCallError::NoCodec => store::Outcome::Rejected,
-                    _ => store::Outcome::Failed,
-                };
-                self.cdr.send(CdrEvent::End {
-                    session_id,
-                    end: CallRecordEnd {
-                        ring_ms: None,
-                        answer_ms: None,
-                        end_ms: now_ms(),
-                        outcome,
-                        sip_status: None,
-                        codecs: String::new(),
-                        quality: None,
-                        trunk: None,
-                    },
-                });
+                self.refused(&view, &e);
                 Err(call_failure(e))
             }
         }
@@ -457,6 +559,145 @@ impl api::Switch for Service {
             })
             .collect())
     }
+    async fn p2p_ringing(&self, req: OpdataReq) -> Result<(), Failure> {
+        self.opdata_session(&req.opdata, req.token.as_deref())
+            .await?;
+        let opdata = req.opdata;
+        self.command(|reply| Command::P2pRinging { opdata, reply })
+            .await
+            .map_err(call_failure)
+    }
+
+    async fn p2p_answer(&self, req: P2pAnswerReq) -> Result<CallStarted, Failure> {
+        let view = self
+            .opdata_session(&req.opdata, req.token.as_deref())
+            .await?;
+        let media = match &req.sdp {
+            SdpParam::Text(text) => AppMedia::Sdp(Box::new(
+                SessionDescription::parse(text.as_bytes()).map_err(|_| Failure::BadSdp)?,
+            )),
+            SdpParam::Endpoint { ip, port } => AppMedia::Endpoint(SocketAddr::new(*ip, *port)),
+        };
+        let opdata = req.opdata;
+        let octet_aligned = self.cfg.app_octet_aligned;
+        let answer = self
+            .command(|reply| Command::P2pAnswer {
+                opdata,
+                media,
+                octet_aligned,
+                reply,
+            })
+            .await
+            .map_err(call_failure)?;
+        Ok(CallStarted {
+            session_id: view.session_id.clone(),
+            answer: call_answer(answer),
+        })
+    }
+
+    async fn p2p_reject(&self, req: P2pRejectReq) -> Result<(), Failure> {
+        self.opdata_session(&req.opdata, req.token.as_deref())
+            .await?;
+        let (opdata, busy) = (req.opdata, req.busy);
+        self.command(|reply| Command::P2pReject {
+            opdata,
+            busy,
+            reply,
+        })
+        .await
+        .map_err(call_failure)
+    }
+
+    async fn p2p_poll(&self, req: OpdataReq) -> Result<api::PeerStatus, Failure> {
+        let view = self
+            .opdata_session(&req.opdata, req.token.as_deref())
+            .await?;
+        Ok(api_status(view.status()))
+    }
+
+    async fn callback_start(&self, req: CallbackReq) -> Result<String, Failure> {
+        self.authorize(&req.uuid, req.dev_id.as_deref(), req.token.as_deref())
+            .await?;
+        let account = self
+            .store
+            .get_account(&req.uuid)
+            .await
+            .map_err(store_fault)?
+            .ok_or(Failure::NoLogind)?;
+        if !account.active {
+            return Err(Failure::NotActived);
+        }
+        if self.registry.live_for_account(&req.uuid) >= self.cfg.max_calls_per_account {
+            return Err(Failure::Busy);
+        }
+        let session_id = registry::new_session_id(&self.cfg.node);
+        let view = self
+            .open_session(
+                CallView::new(
+                    session_id.clone(),
+                    req.uuid.clone(),
+                    req.dev_id.clone(),
+                    CallKind::Callback,
+                ),
+                store::CallKind::Callback,
+                &req.local,
+                &req.remote,
+            )
+            .await?;
+        let started = self
+            .command(|reply| {
+                Command::StartCallback(Box::new(StartCallback {
+                    view: Arc::clone(&view),
+                    local: req.local.clone(),
+                    remote: req.remote.clone(),
+                    reply,
+                }))
+            })
+            .await;
+        match started {
+            Ok(()) => Ok(session_id),
+            Err(e) => {
+                self.refused(&view, &e);
+                Err(call_failure(e))
+            }
+        }
+    }
+
+    async fn callback_stop(&self, req: CallbackStopReq) -> Result<(), Failure> {
+        api::Switch::stop_call(
+            self,
+            SessionReq {
+                client: api::Client::Android,
+                uuid: req.uuid,
+                session_id: req.session_id,
+                token: req.token,
+            },
+        )
+        .await
+    }
+}
+
+fn call_answer(answer: AppAnswer) -> CallAnswer {
+    match answer {
+        AppAnswer::Sdp(sdp) => CallAnswer::Sdp(sdp),
+        AppAnswer::Endpoint {
+            ip,
+            port,
+            codec_name,
+            octet_aligned,
+            rssrc,
+        } => CallAnswer::Relay(RelayAnswer {
+            ip,
+            port,
+            codec_name,
+            payload_mode: if octet_aligned {
+                PayloadMode::OctetAligned
+            } else {
+                PayloadMode::BandwidthEfficient
+            },
+            rssrc,
+        }),
+    }
 }
 
 fn system_time(ms: i64) -> SystemTime {
@@ -472,6 +713,10 @@ fn api_status(s: PeerStatus) -> api::PeerStatus {
         PeerStatus::P2pRing => api::PeerStatus::P2pRing,
         PeerStatus::P2pHookoff => api::PeerStatus::P2pHookoff,
         PeerStatus::Release => api::PeerStatus::Release,
+        PeerStatus::ARinging => api::PeerStatus::ARinging,
+        PeerStatus::AAnswered => api::PeerStatus::AAnswered,
+        PeerStatus::BRinging => api::PeerStatus::BRinging,
+        PeerStatus::Bridged => api::PeerStatus::Bridged,
     }
 }
 
@@ -532,6 +777,7 @@ fn call_failure(e: AppCallError) -> Failure {
         AppCallError::ShuttingDown => Failure::Unavailable("shutting down".to_owned()),
         AppCallError::NotFound => Failure::SessionNotExist,
         AppCallError::NotAnswered => Failure::bad_request("session_id", "the call is not answered"),
+        AppCallError::AlreadyCallRealPhone => Failure::AlreadyCallRealPhone,
     }
 }
 
@@ -588,4 +834,39 @@ pub fn spawn_stats_refresher(
             registry.sweep(Instant::now());
         }
     })
+}
+
+/// Queues app events in the store for the account's current device, where
+/// its long poll finds them.
+pub struct StoreNotifier {
+    store: AnyStore,
+}
+
+impl StoreNotifier {
+    pub fn new(store: AnyStore) -> StoreNotifier {
+        StoreNotifier { store }
+    }
+}
+
+impl crate::b2bua::AppNotifier for StoreNotifier {
+    fn notify(&self, account: &str, event: serde_json::Value) {
+        let store = self.store.clone();
+        let account = account.to_owned();
+        tokio::spawn(async move {
+            let device = match store.get_login(&account).await {
+                Ok(Some(login)) => login.device,
+                Ok(None) => String::new(),
+                Err(e) => {
+                    tracing::error!(error = %e, "push: login lookup failed");
+                    return;
+                }
+            };
+            if let Err(e) = store
+                .enqueue_event(&account, &device, &event, now_ms())
+                .await
+            {
+                tracing::error!(error = %e, "push: event not queued");
+            }
+        });
+    }
 }

@@ -6,7 +6,7 @@
 //! runtime and reads only shared metrics (and, later, call snapshots).
 
 use crate::accounts::{Accounts, AccountsConfig};
-use crate::b2bua::{B2bua, Command};
+use crate::b2bua::{B2bua, Command, InboundEnv};
 use crate::cdr::{self, CdrSink};
 use crate::config::{Config, Router};
 use crate::http::{self, HttpState};
@@ -244,7 +244,15 @@ pub async fn run(
         cdr_sink,
         node,
         Instant::now().into_std(),
-    );
+    )
+    .with_inbound(InboundEnv {
+        store: store.clone(),
+        notifier: Arc::new(service::StoreNotifier::new(store.clone())),
+        registry: Arc::clone(&registry),
+        ring_timeout: config.calls.ring_timeout(),
+        app_octet_aligned: config.calls.app_payload_mode_octet_aligned(),
+        max_calls_per_account: config.calls.max_calls_per_account,
+    });
 
     let sip_up = Arc::new(AtomicBool::new(true));
     let health_flag = Arc::clone(&sip_up);
@@ -290,7 +298,7 @@ pub async fn run(
             _ = &mut shutdown, if stopping.is_none() => {
                 tracing::info!("shutting down: hanging up {} calls", b2bua.active_calls());
                 stopping = Some(now);
-                b2bua.shutdown(&mut endpoint, now.into_std());
+                b2bua.shutdown(&mut endpoint, now.into_std()).await;
             }
             ev = transport_rx.recv() => {
                 let now = Instant::now().into_std();
@@ -312,7 +320,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(next) => {
                 let now = Instant::now().into_std();
                 endpoint.handle_timeout(now);
-                b2bua.handle_timeout(&mut endpoint, now);
+                b2bua.handle_timeout(&mut endpoint, now).await;
             }
         }
         let now = Instant::now().into_std();

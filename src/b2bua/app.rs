@@ -79,6 +79,8 @@ pub enum AppCallError {
     NotFound,
     #[error("the call is not answered yet")]
     NotAnswered,
+    #[error("the callee's phone has been called instead")]
+    AlreadyCallRealPhone,
 }
 
 /// A request to start an app call (already authorised by the HTTP side).
@@ -109,6 +111,25 @@ pub enum Command {
     /// The app leg sent no RTP for the configured time: the app is gone.
     MediaTimeout {
         session_id: String,
+    },
+    /// The called app rings (sip_call_in: 180 to the trunk).
+    P2pRinging {
+        opdata: String,
+        reply: oneshot::Sender<Result<(), AppCallError>>,
+    },
+    P2pAnswer {
+        opdata: String,
+        media: AppMedia,
+        /// The AMR payload mode for an Android callee.
+        octet_aligned: bool,
+        reply: oneshot::Sender<Result<AppAnswer, AppCallError>>,
+    },
+    StartP2p(Box<super::p2p::StartP2p>),
+    StartCallback(Box<super::callback::StartCallback>),
+    P2pReject {
+        opdata: String,
+        busy: bool,
+        reply: oneshot::Sender<Result<(), AppCallError>>,
     },
 }
 
@@ -190,6 +211,61 @@ impl B2bua {
                     .await;
                 let _ = reply.send(result);
             }
+            Command::StartP2p(mut start) => {
+                let (tx, _) = oneshot::channel();
+                let reply = std::mem::replace(&mut start.reply, tx);
+                let result = self.start_p2p(ep, *start, now).await;
+                let _ = reply.send(result);
+            }
+            Command::StartCallback(start) => {
+                let super::callback::StartCallback {
+                    view,
+                    local,
+                    remote,
+                    reply,
+                } = *start;
+                let result = self.start_callback(ep, view, local, remote, now).await;
+                let _ = reply.send(result);
+            }
+            Command::Stop { session_id, reply } if self.callback_stop(ep, &session_id, now) => {
+                let _ = reply.send(Ok(()));
+            }
+            Command::P2pRinging { opdata, reply } => {
+                let result = match self.p2p_ringing(&opdata) {
+                    Some(r) => r,
+                    None => self.inbound_ringing(ep, &opdata, now),
+                };
+                let _ = reply.send(result);
+            }
+            Command::P2pAnswer {
+                opdata,
+                media,
+                octet_aligned,
+                reply,
+            } => {
+                let result = match self.p2p_answer(&opdata, &media, octet_aligned, now).await {
+                    Some(r) => r,
+                    None => self.inbound_answer(ep, &opdata, media, now).await,
+                };
+                let _ = reply.send(result);
+            }
+            Command::P2pReject {
+                opdata,
+                busy,
+                reply,
+            } => {
+                let result = match self.p2p_reject(ep, &opdata, now).await {
+                    Some(r) => r,
+                    None => self.inbound_reject(ep, &opdata, busy, now),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Stop { session_id, reply } if self.inbound_stop(ep, &session_id, now) => {
+                let _ = reply.send(Ok(()));
+            }
+            Command::Stop { session_id, reply } if self.p2p_stop(&session_id, None).await => {
+                let _ = reply.send(Ok(()));
+            }
             Command::Stop { session_id, reply } => {
                 let result = match self.sessions.get(&session_id).copied() {
                     Some(id) => {
@@ -215,6 +291,10 @@ impl B2bua {
                 let result = self.app_dtmf(ep, &session_id, &digits, now).await;
                 let _ = reply.send(result);
             }
+            Command::MediaTimeout { session_id }
+                if self
+                    .p2p_stop(&session_id, Some(Outcome::MediaTimeout))
+                    .await => {}
             Command::MediaTimeout { session_id } => {
                 if let Some(call) = self
                     .sessions
@@ -230,6 +310,7 @@ impl B2bua {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     async fn start_app(
         &mut self,
         ep: &mut Endpoint,
@@ -243,84 +324,102 @@ impl B2bua {
         if !self.accepting {
             return Err(AppCallError::ShuttingDown);
         }
-        let trunk_name = self
+        let trunk = self
+            .router
+            .route(&callee)
+            .cloned()
+            .ok_or_else(|| AppCallError::NoTrunk(callee.clone()))?;
+        let group = self.next_call + 1;
+        let (media_app, app_format, reply) = self
+            .open_app_leg(group, &app_media, octet_aligned, &trunk.codecs)
+            .await?;
+        self.dial_trunk(ep, view, caller, callee, media_app, app_format, now)
+            .await?;
+        Ok(reply)
+    }
+
+    /// Opens a relay leg facing an app and decides its codec: Android gets
+    /// AMR in `octet_aligned` mode, an SDP offer is answered with its first
+    /// codec the relay handles (preferring one in `prefer`). Returns what
+    /// the app is told.
+    pub(super) async fn open_app_leg(
+        &mut self,
+        group: u64,
+        app_media: &AppMedia,
+        octet_aligned: bool,
+        prefer: &[String],
+    ) -> Result<(LegHandle, LegFormat, AppAnswer), AppCallError> {
+        let remote = match app_media {
+            AppMedia::Endpoint(addr) => Some(*addr),
+            AppMedia::Sdp(offer) => offer.audio_destination(),
+        };
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        let app_cfg = LegConfig {
+            remote,
+            // Apps sit behind NAT: learn where their RTP really comes from.
+            symmetric: true,
+            ..LegConfig::new(any)
+        };
+        let (media_app, _) = self.media.open_leg(group, app_cfg).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot open a relay leg");
+            AppCallError::NoPorts
+        })?;
+        self.metrics
+            .media_ports_free
+            .set(self.media.ports_available() as i64);
+        match app_leg_answer(
+            app_media,
+            octet_aligned,
+            prefer,
+            self.origin(),
+            self.media_ip,
+            &media_app,
+        ) {
+            Ok((format, _, reply)) => Ok((media_app, format, reply)),
+            Err(e) => {
+                self.release_media(media_app).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Calls `callee` through its trunk for the app on `media_app`: opens
+    /// the trunk's relay leg on the app leg's loop, offers the app's codec
+    /// first, sends the INVITE. On failure the app leg is released.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn dial_trunk(
+        &mut self,
+        ep: &mut Endpoint,
+        view: Arc<CallView>,
+        caller: String,
+        callee: String,
+        media_app: LegHandle,
+        app_format: LegFormat,
+        now: Instant,
+    ) -> Result<(), AppCallError> {
+        let Some((trunk_name, destination, transport, trunk)) = self
             .router
             .route(&callee)
             .map(|t| t.name.clone())
-            .ok_or_else(|| AppCallError::NoTrunk(callee.clone()))?;
-        let (destination, transport, trunk) = self
-            .trunk_destination(&trunk_name)
-            .ok_or_else(|| AppCallError::NoTrunk(callee.clone()))?;
-
-        // The app's side: its codec is decided now.
-        let (app_codec, app_remote) = match &app_media {
-            AppMedia::Endpoint(addr) => {
-                let fmtp = octet_aligned.then_some("octet-align=1");
-                (
-                    vec![
-                        CodecSpec::amr(APP_AMR_PT, fmtp),
-                        CodecSpec::telephone_event(APP_DTMF_PT, 8000),
-                    ],
-                    Some(*addr),
-                )
-            }
-            AppMedia::Sdp(offer) => (
-                app_codecs_for(offer, &trunk.codecs).ok_or(AppCallError::NoCodec)?,
-                offer.audio_destination(),
-            ),
-        };
-
-        let group = self.next_call + 1;
-        let any = SocketAddr::from(([0, 0, 0, 0], 0));
-        let app_cfg = LegConfig {
-            remote: app_remote,
-            // Apps sit behind NAT: learn where their RTP really comes from.
-            symmetric: true,
-            codec: app_codec.first().map(|c| c.name.clone()),
-            ..LegConfig::new(any)
-        };
-        let (media_app, media_trunk) = self
-            .open_media_pair(group, app_cfg)
-            .await
-            .ok_or(AppCallError::NoPorts)?;
-
-        // Answer the app with exactly the codec chosen for it.
-        let answer_sdp = match &app_media {
-            AppMedia::Sdp(offer) => {
-                let caps = sdp::LocalCapabilities::new(
-                    self.origin(),
-                    self.media_ip,
-                    app_codec.clone(),
-                    &[media_app.local().port()],
-                );
-                match sdp::answer(offer, &caps) {
-                    Ok(a) => Some(a),
-                    Err(_) => {
-                        self.release_media(media_app).await;
-                        self.release_media(media_trunk).await;
-                        return Err(AppCallError::NoCodec);
-                    }
-                }
-            }
-            AppMedia::Endpoint(_) => None,
-        };
-        let app_format = match &answer_sdp {
-            Some(a) => leg_format(a),
-            None => Some(LegFormat {
-                payload_type: APP_AMR_PT,
-                encoding: Encoding::Amr {
-                    wideband: false,
-                    octet_aligned,
-                },
-                dtmf_payload_type: Some(APP_DTMF_PT),
-            }),
-        };
-        let Some(app_format) = app_format else {
+            .and_then(|name| {
+                self.trunk_destination(&name)
+                    .map(|(d, t, trunk)| (name, d, t, trunk))
+            })
+        else {
             self.release_media(media_app).await;
-            self.release_media(media_trunk).await;
-            return Err(AppCallError::NoCodec);
+            return Err(AppCallError::NoTrunk(callee));
         };
-
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        // Same loop as the app leg (legs to be bridged must share one).
+        let group = media_app.loop_index() as u64;
+        let media_trunk = match self.media.open_leg(group, LegConfig::new(any)).await {
+            Ok((leg, _)) => leg,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a relay leg");
+                self.release_media(media_app).await;
+                return Err(AppCallError::NoPorts);
+            }
+        };
         // The trunk is offered the app's codec first (no transcoding if it
         // takes it), then the rest of what the trunk speaks.
         let mut codecs = trunk_codecs(&trunk);
@@ -377,17 +476,6 @@ impl B2bua {
             },
             now,
         );
-
-        let reply = match answer_sdp {
-            Some(a) => AppAnswer::Sdp(String::from_utf8_lossy(&a.to_bytes()).into_owned()),
-            None => AppAnswer::Endpoint {
-                ip: self.media_ip,
-                port: media_app.local().port(),
-                codec_name: "AMR".to_owned(),
-                octet_aligned,
-                rssrc: media_app.ssrc(),
-            },
-        };
         self.next_call += 1;
         let id = self.next_call;
         // The live row was written by the HTTP start (CdrEvent::Known).
@@ -422,35 +510,7 @@ impl B2bua {
             },
         );
         self.metrics.calls_active.set(self.active_calls() as i64);
-        Ok(reply)
-    }
-
-    /// Opens the app's relay leg (with `app_cfg`) and the trunk's, on one loop.
-    async fn open_media_pair(
-        &self,
-        group: u64,
-        app_cfg: LegConfig,
-    ) -> Option<(LegHandle, LegHandle)> {
-        let any = SocketAddr::from(([0, 0, 0, 0], 0));
-        let (a, _) = match self.media.open_leg(group, app_cfg).await {
-            Ok(leg) => leg,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a relay leg");
-                return None;
-            }
-        };
-        let opened = self.media.open_leg(group, LegConfig::new(any)).await;
-        self.metrics
-            .media_ports_free
-            .set(self.media.ports_available() as i64);
-        match opened {
-            Ok((b, _)) => Some((a, b)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a relay leg");
-                let _ = self.media.close_leg(a).await;
-                None
-            }
-        }
+        Ok(())
     }
 
     async fn app_dtmf(
@@ -677,18 +737,13 @@ impl B2bua {
         };
         call.b_open = false;
         self.sessions.remove(&call.view.session_id);
-        // Final figures before the legs go.
-        if let (Some(a), Some(t)) = (&call.media_app, &call.media_trunk) {
-            if let (Ok(ca), Ok(ct)) = (self.media.counters(a).await, self.media.counters(t).await) {
-                call.last_stats = CallStats::from_legs(&ca, Some(&ct));
-                call.view.set_stats(call.last_stats);
-            }
-        }
-        for l in [call.media_app.take(), call.media_trunk.take()]
-            .into_iter()
-            .flatten()
+        // Final figures as the legs go.
+        if let Some(stats) = self
+            .release_pair(call.media_app.take(), call.media_trunk.take())
+            .await
         {
-            self.release_media(l).await;
+            call.last_stats = stats;
+            call.view.set_stats(stats);
         }
         let outcome = call.outcome.unwrap_or(if call.answer_ms.is_some() {
             Outcome::Answered
@@ -706,7 +761,7 @@ impl B2bua {
                 sip_status: call.sip_status,
                 codecs: call.codecs(),
                 quality: Some(stats_json(&call.last_stats)),
-                trunk: None,
+                trunk: Some(call.trunk.clone()),
             },
         });
         tracing::info!(
@@ -816,10 +871,58 @@ fn send_next_info(ep: &mut Endpoint, call: &mut AppCall, now: Instant) {
     call.info_pending = send_dtmf_info(ep, call.b, digit, DTMF_DURATION_MS, now);
 }
 
+/// What an app is answered on its relay leg `leg`: Android (`Endpoint`)
+/// gets AMR in `octet_aligned` mode, an SDP offer is answered with its
+/// first codec the relay handles (preferring one in `prefer`). Returns the
+/// app's format, where its media goes, and the reply.
+pub(super) fn app_leg_answer(
+    app_media: &AppMedia,
+    octet_aligned: bool,
+    prefer: &[String],
+    origin: sdp::Origin,
+    media_ip: IpAddr,
+    leg: &LegHandle,
+) -> Result<(LegFormat, Option<SocketAddr>, AppAnswer), AppCallError> {
+    match app_media {
+        AppMedia::Endpoint(addr) => Ok((
+            LegFormat {
+                payload_type: APP_AMR_PT,
+                encoding: Encoding::Amr {
+                    wideband: false,
+                    octet_aligned,
+                },
+                dtmf_payload_type: Some(APP_DTMF_PT),
+            },
+            Some(*addr),
+            AppAnswer::Endpoint {
+                ip: media_ip,
+                port: leg.local().port(),
+                codec_name: "AMR".to_owned(),
+                octet_aligned,
+                rssrc: leg.ssrc(),
+            },
+        )),
+        AppMedia::Sdp(offer) => {
+            let codecs = app_codecs_for(offer, prefer).ok_or(AppCallError::NoCodec)?;
+            let caps = sdp::LocalCapabilities::new(origin, media_ip, codecs, &[leg.local().port()]);
+            let answer = sdp::answer(offer, &caps).map_err(|_| AppCallError::NoCodec)?;
+            let format = leg_format(&answer).ok_or(AppCallError::NoCodec)?;
+            Ok((
+                format,
+                offer.audio_destination(),
+                AppAnswer::Sdp(String::from_utf8_lossy(&answer.to_bytes()).into_owned()),
+            ))
+        }
+    }
+}
+
 /// The codecs to answer an app's SDP offer with: its first codec the relay
 /// handles (preferring one the trunk also speaks, to avoid transcoding),
 /// plus telephone-event if it offered it.
-fn app_codecs_for(offer: &SessionDescription, trunk_codecs: &[String]) -> Option<Vec<CodecSpec>> {
+pub(super) fn app_codecs_for(
+    offer: &SessionDescription,
+    trunk_codecs: &[String],
+) -> Option<Vec<CodecSpec>> {
     let m = offer
         .media
         .iter()

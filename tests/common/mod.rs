@@ -362,10 +362,13 @@ impl Switch {
     /// Writes `dir/switch.toml` and starts the switch in `dir` (so its default
     /// store lands there), logging to `dir/switch.log`.
     pub fn start(dir: &Path, cfg: &SwitchCfg) -> Switch {
-        // A 400-port relay range of our own, away from the default 20000-29999.
-        let media = reserve_block(20000, 32000, 400, false);
+        // An 800-port relay range of our own (200 calls at 4 ports each: the
+        // 100 cps tests keep more than 100 calls up when the machine is
+        // loaded), away from the default 20000-29999. Ports another process
+        // holds are skipped by the relay's pool.
+        let media = reserve_block(20000, 32000, 800, false);
         let config = dir.join("switch.toml");
-        std::fs::write(&config, cfg.to_toml(media, media + 399))
+        std::fs::write(&config, cfg.to_toml(media, media + 799))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
         let log = dir.join("switch.log");
         let log_file = std::fs::File::create(&log)

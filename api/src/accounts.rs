@@ -398,11 +398,11 @@ pub(crate) struct QueryStatusReply {
 
 // ---- conversions ------------------------------------------------------------------
 
-fn uuid(a: Option<String>, b: Option<String>) -> Result<String, Failure> {
+pub(crate) fn uuid(a: Option<String>, b: Option<String>) -> Result<String, Failure> {
     non_empty("uuid", either("uuid", "user_id", a, b)?)
 }
 
-fn device_id(a: Option<String>, b: Option<String>) -> Result<String, Failure> {
+pub(crate) fn device_id(a: Option<String>, b: Option<String>) -> Result<String, Failure> {
     non_empty("device_id", either("device_id", "dev_id", a, b)?)
 }
 

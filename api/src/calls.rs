@@ -79,7 +79,9 @@ pub(crate) fn endpoints<S: Switch>() -> Vec<Endpoint<S>> {
                 operation_id: "ios_call_status",
                 tag: "calls",
                 summary: "Call state and media statistics (iOS)",
-                description: "Cheap enough to poll many times a second.",
+                description: "Cheap enough to poll many times a second. Also the status of a \
+                              callback session (`a_ringing`, `a_answered`, `b_ringing`, \
+                              `bridged`, `release`).",
                 request: schema_of::<SessionWire>,
                 reply: schema_of::<StatusReply>,
                 reasons: SESSION_REASONS,
@@ -122,7 +124,9 @@ pub(crate) fn endpoints<S: Switch>() -> Vec<Endpoint<S>> {
                 operation_id: "android_call_status",
                 tag: "calls",
                 summary: "Call state and media statistics (Android)",
-                description: "Cheap enough to poll many times a second.",
+                description: "Cheap enough to poll many times a second. Also the status of a \
+                              callback session (`a_ringing`, `a_answered`, `b_ringing`, \
+                              `bridged`, `release`).",
                 request: schema_of::<SessionWire>,
                 reply: schema_of::<StatusReply>,
                 reasons: SESSION_REASONS,
@@ -164,7 +168,8 @@ pub(crate) fn endpoints<S: Switch>() -> Vec<Endpoint<S>> {
                 operation_id: "web_call_status",
                 tag: "calls",
                 summary: "Call state and media statistics (web)",
-                description: "As the app status, with `state` in place of `peer_status`.",
+                description: "As the app status, with `state` in place of `peer_status`; also \
+                              the status of a callback session.",
                 request: schema_of::<SessionWire>,
                 reply: schema_of::<WebStatusReply>,
                 reasons: SESSION_REASONS,
@@ -355,6 +360,18 @@ pub(crate) enum PeerStatusWire {
     P2pRing,
     P2pHookoff,
     Release,
+    /// Callback: the user's own phone (`local`) rings.
+    #[serde(rename = "a_ringing")]
+    ARinging,
+    /// Callback: `local` answered; `remote` is being called.
+    #[serde(rename = "a_answered")]
+    AAnswered,
+    /// Callback: `remote` rings.
+    #[serde(rename = "b_ringing")]
+    BRinging,
+    /// Callback: both legs talk.
+    #[serde(rename = "bridged")]
+    Bridged,
 }
 
 /// Quality estimate (MOS) per direction and leg; absent when not measured yet.
@@ -437,11 +454,11 @@ fn call_kind(kind: Option<String>) -> CallKind {
     }
 }
 
-fn opt_phone(name: &str, value: Option<String>) -> Result<Option<String>, Failure> {
+pub(crate) fn opt_phone(name: &str, value: Option<String>) -> Result<Option<String>, Failure> {
     value.map(|v| phone(name, &v)).transpose()
 }
 
-fn sdp_text(sdp: String) -> Result<SdpParam, Failure> {
+pub(crate) fn sdp_text(sdp: String) -> Result<SdpParam, Failure> {
     if sdp.trim().is_empty() {
         return Err(Failure::bad_request("sdp", "must not be empty"));
     }
@@ -454,7 +471,7 @@ fn sdp_text(sdp: String) -> Result<SdpParam, Failure> {
     Ok(SdpParam::Text(sdp))
 }
 
-fn endpoint(e: EndpointWire) -> Result<SdpParam, Failure> {
+pub(crate) fn endpoint(e: EndpointWire) -> Result<SdpParam, Failure> {
     let ip: IpAddr =
         e.ip.trim()
             .parse()
@@ -550,7 +567,7 @@ impl TryFrom<DtmfWire> for DtmfReq {
     }
 }
 
-fn peer_status(s: PeerStatus) -> PeerStatusWire {
+pub(crate) fn peer_status(s: PeerStatus) -> PeerStatusWire {
     match s {
         PeerStatus::Idle => PeerStatusWire::Idle,
         PeerStatus::Ring => PeerStatusWire::Ring,
@@ -559,6 +576,10 @@ fn peer_status(s: PeerStatus) -> PeerStatusWire {
         PeerStatus::P2pRing => PeerStatusWire::P2pRing,
         PeerStatus::P2pHookoff => PeerStatusWire::P2pHookoff,
         PeerStatus::Release => PeerStatusWire::Release,
+        PeerStatus::ARinging => PeerStatusWire::ARinging,
+        PeerStatus::AAnswered => PeerStatusWire::AAnswered,
+        PeerStatus::BRinging => PeerStatusWire::BRinging,
+        PeerStatus::Bridged => PeerStatusWire::Bridged,
     }
 }
 
@@ -599,7 +620,7 @@ fn stats(s: CallStats) -> StatsWire {
     }
 }
 
-fn sdp_reply(started: CallStarted) -> Result<StartSdpReply, Failure> {
+pub(crate) fn sdp_reply(started: CallStarted) -> Result<StartSdpReply, Failure> {
     match started.answer {
         CallAnswer::Sdp(sdp) => Ok(StartSdpReply {
             status: OkStatus::Ok,
@@ -612,7 +633,7 @@ fn sdp_reply(started: CallStarted) -> Result<StartSdpReply, Failure> {
     }
 }
 
-fn relay_reply(started: CallStarted) -> Result<StartRelayReply, Failure> {
+pub(crate) fn relay_reply(started: CallStarted) -> Result<StartRelayReply, Failure> {
     match started.answer {
         CallAnswer::Relay(r) => Ok(StartRelayReply {
             status: OkStatus::Ok,

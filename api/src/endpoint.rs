@@ -70,12 +70,25 @@ pub(crate) struct Doc {
     pub(crate) reasons: &'static [Reason],
 }
 
+/// How long an endpoint may take, and which in-flight limit it counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// `ApiConfig::request_timeout`, `ApiConfig::max_in_flight`.
+    Quick,
+    /// A long poll that idles by design: `ApiConfig::long_poll_timeout` +
+    /// [`LONG_POLL_GRACE`](crate::LONG_POLL_GRACE), and its own limit
+    /// `ApiConfig::max_long_polls`, so idle polls neither get cut at the generic timeout
+    /// nor use up the permits of ordinary requests.
+    LongPoll,
+}
+
 pub(crate) struct Endpoint<S> {
     pub(crate) verb: Verb,
     /// The canonical path; the router also serves it with a trailing slash.
     pub(crate) path: &'static str,
     pub(crate) route: MethodRouter<AppState<S>>,
     pub(crate) doc: Doc,
+    pub(crate) pace: Pace,
 }
 
 impl<S: Switch> Endpoint<S> {
@@ -94,7 +107,14 @@ impl<S: Switch> Endpoint<S> {
             path,
             route,
             doc,
+            pace: Pace::Quick,
         }
+    }
+
+    /// Marks the endpoint a long poll (see [`Pace::LongPoll`]).
+    pub(crate) fn long_poll(mut self) -> Self {
+        self.pace = Pace::LongPoll;
+        self
     }
 }
 

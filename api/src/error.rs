@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 /// Why a request failed. One variant per `reason` string of API.md, plus the protocol
 /// faults of the HTTP layer itself.
 ///
-/// Business failures (`NoLogind` ... `AlreadyCallRealPhone`) are answered with HTTP 200,
+/// Business failures (`NoLogind` ... `Unlogined`) are answered with HTTP 200,
 /// as the apps expect; see [`Reason`] for the wire strings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -62,6 +62,10 @@ pub enum Failure {
     /// A p2p call already fell back to the callee's real phone.
     #[error("already calling the real phone")]
     AlreadyCallRealPhone,
+    /// A push long poll from a device without a live login (the push family's spelling
+    /// of `no_logind`; the app then logs in again).
+    #[error("not logged in (push)")]
+    Unlogined,
     /// The path exists but not for this method (HTTP 405).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -107,6 +111,7 @@ impl Failure {
             Failure::Busy => Reason::Busy,
             Failure::NoTrunk => Reason::NoTrunk,
             Failure::AlreadyCallRealPhone => Reason::AlreadyCallRealPhone,
+            Failure::Unlogined => Reason::Unlogined,
             Failure::MethodNotAllowed => Reason::MethodNotAllowed,
             Failure::Timeout => Reason::Timeout,
             Failure::Unavailable(_) => Reason::Unavailable,
@@ -143,6 +148,7 @@ pub enum Reason {
     Busy,
     NoTrunk,
     AlreadyCallRealPhone,
+    Unlogined,
     MethodNotAllowed,
     Timeout,
     Unavailable,
@@ -170,6 +176,7 @@ impl Reason {
         Reason::Busy,
         Reason::NoTrunk,
         Reason::AlreadyCallRealPhone,
+        Reason::Unlogined,
         Reason::MethodNotAllowed,
         Reason::Timeout,
         Reason::Unavailable,
@@ -197,6 +204,7 @@ impl Reason {
             Reason::Busy => "busy",
             Reason::NoTrunk => "no_trunk",
             Reason::AlreadyCallRealPhone => "already_call_real_phone",
+            Reason::Unlogined => "unlogined",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::Timeout => "timeout",
             Reason::Unavailable => "unavailable",

@@ -67,11 +67,13 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Limits shared by all requests of one router.
+/// Limits shared by the requests of one class (ordinary or long poll) of one router.
 #[derive(Debug)]
 pub(crate) struct Guard {
     pub(crate) timeout: Duration,
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Which limit, for the log line when it is reached.
+    pub(crate) class: &'static str,
 }
 
 /// Sheds load past the in-flight limit (503), bounds each request's time (504), and
@@ -81,7 +83,7 @@ pub(crate) async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: N
     // Refuse rather than queue: a queued request would only time out later.
     let Ok(_permit) = Arc::clone(&guard.in_flight).try_acquire_owned() else {
         return reply::failure(
-            &Failure::Unavailable("too many requests in flight".to_owned()),
+            &Failure::Unavailable(format!("too many {} in flight", guard.class)),
             false,
         );
     };

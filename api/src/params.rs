@@ -211,6 +211,22 @@ pub(crate) fn non_empty(name: &str, value: String) -> Result<String, Failure> {
     }
 }
 
+/// Longest id accepted where the switch stores what the client sent (account names,
+/// device ids, third-party push ids).
+pub(crate) const MAX_ID_BYTES: usize = 256;
+
+/// A text field of at most `max` bytes.
+pub(crate) fn bounded(name: &str, value: String, max: usize) -> Result<String, Failure> {
+    if value.len() > max {
+        Err(Failure::bad_request(
+            name,
+            format!("longer than {max} bytes"),
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
 /// Longest phone number accepted (E.164 has 15 digits; room for prefixes and `*#`).
 const MAX_PHONE_DIGITS: usize = 32;
 
@@ -235,6 +251,20 @@ pub(crate) fn phone(name: &str, value: &str) -> Result<String, Failure> {
             name,
             "expected a phone number: 1 to 32 of 0-9 * #, optional leading +",
         ))
+    }
+}
+
+/// A phone number that is informational (the device's own number, the numbers an
+/// answering app echoes): normalized when it is one, dropped when not, so that a bad
+/// value cannot cost the app its calls. `None` stays `None`.
+pub(crate) fn lenient_phone(name: &str, value: Option<String>) -> Option<String> {
+    let value = value?;
+    match phone(name, &value) {
+        Ok(p) => Some(p),
+        Err(_) => {
+            tracing::debug!(field = name, value = %truncate(&value).escape_debug(), "ignoring a value that is not a phone number");
+            None
+        }
     }
 }
 
@@ -473,6 +503,16 @@ mod tests {
         for bad in ["", "+", "abc", "1@host", "1;tag=x", &"1".repeat(33)] {
             assert!(phone("p", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn informational_numbers_are_normalized_or_dropped() {
+        assert_eq!(
+            lenient_phone("p", Some("+86 138-0013-8000".into())).as_deref(),
+            Some("+8613800138000")
+        );
+        assert_eq!(lenient_phone("p", Some("alice".into())), None);
+        assert_eq!(lenient_phone("p", None), None);
     }
 
     #[test]

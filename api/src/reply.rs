@@ -75,7 +75,8 @@ pub(crate) fn http_status(reason: Reason) -> StatusCode {
         | Reason::NoCodec
         | Reason::Busy
         | Reason::NoTrunk
-        | Reason::AlreadyCallRealPhone => StatusCode::OK,
+        | Reason::AlreadyCallRealPhone
+        | Reason::Unlogined => StatusCode::OK,
     }
 }
 

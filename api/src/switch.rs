@@ -233,6 +233,15 @@ pub enum PeerStatus {
     P2pRing,
     P2pHookoff,
     Release,
+    /// Callback: the switch is calling `local` (the user's own phone); it rings.
+    /// Sent as `a_ringing`.
+    ARinging,
+    /// Callback: `local` answered; `remote` is being called. Sent as `a_answered`.
+    AAnswered,
+    /// Callback: `remote` rings. Sent as `b_ringing`.
+    BRinging,
+    /// Callback: both legs answered and bridged. Sent as `bridged`.
+    Bridged,
 }
 
 /// Quality estimate per direction and leg, MOS 1.0..4.5; `None` = not measured yet.
@@ -319,6 +328,119 @@ pub struct HistoryGroup {
     pub detail: Vec<HistoryCall>,
 }
 
+/// `POST /channel/push_service`: one long poll of a device's push queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPollReq {
+    /// The account (as the app logged in with it).
+    pub acc: String,
+    pub device_id: String,
+    /// The device's own phone number, normalized like a callee number (`None` when not
+    /// sent, or when what was sent is not a phone number: a bad value here must not
+    /// cost the app its incoming calls).
+    pub self_phone: Option<String>,
+    /// `seq` of the last event the client saw (it reconnects after a lost reply): the
+    /// poll returns the events after it. `None`: everything not yet delivered.
+    pub last_seq: Option<i64>,
+    pub token: Option<String>,
+}
+
+/// The answer to one long poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushPollOk {
+    /// The events, oldest first, each a JSON object carrying its `event` and `seq`
+    /// fields (built by the switch, sent as is). When nothing arrives within the idle
+    /// timeout the switch answers `[{"event":"shake_hand"}]` itself.
+    pub events: Vec<serde_json::Value>,
+    /// Events between the client's `last_seq` and the first event returned were
+    /// dropped (expired or over the queue bound); sent as `"gap": true`.
+    pub gap: bool,
+}
+
+/// `POST /lwork/mobile/baidu_push_register`: a third-party push channel for a device
+/// (Baidu Cloud Push: the app binds, gets `user_id` + `channel_id` from Baidu, and
+/// hands them over; the switch pushes to that channel when the long poll is not open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRegisterReq {
+    /// The device's own phone number (normalized like a callee number; `None` when not
+    /// sent or not a phone number).
+    pub caller: Option<String>,
+    /// The lwork account the device is logged in as.
+    pub account: String,
+    /// Baidu's user id of the app install (not the lwork `uuid`).
+    pub user_id: String,
+    /// Baidu's channel id of the device.
+    pub channel_id: String,
+    /// The lwork device id, when sent (`device_id` / `dev_id`).
+    pub device_id: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `p2p_ringing` and `p2p_poll`: the callee's side of an incoming app call, named by
+/// the opdata of its `p2p_inform_called` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpdataReq {
+    /// 1..=4096 bytes, as the switch issued it. When the app sent it as a JSON object
+    /// (sip_call_in opdata), this is that object's compact JSON text (keys in sorted
+    /// order): parse it rather than compare it byte for byte.
+    pub opdata: String,
+    pub token: Option<String>,
+}
+
+/// `p2p_reject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P2pRejectReq {
+    /// As [`OpdataReq::opdata`].
+    pub opdata: String,
+    /// `reason: busy` (SIP 486 to a trunk caller); otherwise a decline (603).
+    pub busy: bool,
+    pub token: Option<String>,
+}
+
+/// `p2p_answer` (Android: `sdp` is `{ip, port}`) and `ip2p_answer` (iOS: SDP text).
+/// Answered with a [`CallStarted`] whose media matches `sdp` as for [`StartCallReq`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct P2pAnswerReq {
+    /// [`Client::Android`] for `p2p_answer`, [`Client::Ios`] for `ip2p_answer`.
+    pub client: Client,
+    /// As [`OpdataReq::opdata`].
+    pub opdata: String,
+    /// Normalized phone numbers, when sent.
+    pub caller_phone: Option<String>,
+    pub callee_phone: Option<String>,
+    pub sdp: SdpParam,
+    pub userclass: Option<String>,
+    /// The `clidata` object as sent.
+    pub clidata: Option<serde_json::Value>,
+    pub token: Option<String>,
+}
+
+/// `POST /lwork/mobile/callback`: the switch calls `local`, then `remote`, and bridges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackReq {
+    /// The account placing (and paying for) the callback.
+    pub uuid: String,
+    /// The user's own phone, called first. Normalized as [`StartCallReq::callee`].
+    pub local: String,
+    /// The party called once `local` answered. Normalized likewise.
+    pub remote: String,
+    pub dev_id: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `DELETE /lwork/mobile/callback`: ends both legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackStopReq {
+    pub session_id: String,
+    /// When given, it must own the session.
+    pub uuid: Option<String>,
+    pub token: Option<String>,
+}
+
+/// What the endpoints of later families answer until the switch implements them.
+fn not_implemented<T>() -> Result<T, Failure> {
+    Err(Failure::Unavailable("not implemented".into()))
+}
+
 /// What the HTTP layer calls; implemented by the call layer.
 ///
 /// Every future must be `Send` and should be cancel-safe: when a request hits the
@@ -354,4 +476,88 @@ pub trait Switch: Send + Sync + 'static {
         &self,
         req: HistoryReq,
     ) -> impl Future<Output = Result<Vec<HistoryGroup>, Failure>> + Send;
+
+    /// One long poll: wait for events after `last_seq` (or the undelivered ones) up to
+    /// the idle timeout, then answer `[{"event":"shake_hand"}]`. [`Failure::Unlogined`]
+    /// when the device has no live login.
+    ///
+    /// The future is dropped when the client goes away, or after
+    /// `ApiConfig::long_poll_timeout` + [`LONG_POLL_GRACE`](crate::LONG_POLL_GRACE)
+    /// (504); and a returned reply can still be lost with the connection. So marking
+    /// events delivered when they are returned is not enough on its own: a client that
+    /// lost a reply polls again with the `last_seq` it really saw, and should get those
+    /// events again.
+    fn push_poll(
+        &self,
+        req: PushPollReq,
+    ) -> impl Future<Output = Result<PushPollOk, Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// Stores a third-party push channel for the device.
+    fn push_register(
+        &self,
+        req: PushRegisterReq,
+    ) -> impl Future<Output = Result<(), Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// The callee's app is alerting (180 to a trunk caller, `p2p_ring` to an app caller).
+    fn p2p_ringing(&self, req: OpdataReq) -> impl Future<Output = Result<(), Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// The callee answers; [`Failure::AlreadyCallRealPhone`] once the call fell back to
+    /// the real phone, [`Failure::SessionNotExist`] for an unknown or ended opdata.
+    fn p2p_answer(
+        &self,
+        req: P2pAnswerReq,
+    ) -> impl Future<Output = Result<CallStarted, Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// The callee rejects (486 when busy, else 603, to a trunk caller).
+    fn p2p_reject(&self, req: P2pRejectReq) -> impl Future<Output = Result<(), Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// State of the caller's side, as the callee sees it. Polled often: answer from a
+    /// snapshot.
+    fn p2p_poll(&self, req: OpdataReq) -> impl Future<Output = Result<PeerStatus, Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// Places a callback; returns its `session_id` (whose status the status routes read:
+    /// `a_ringing` → `a_answered` → `b_ringing` → `bridged` → `release`).
+    fn callback_start(
+        &self,
+        req: CallbackReq,
+    ) -> impl Future<Output = Result<String, Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
+    /// Ends both legs of a callback.
+    fn callback_stop(
+        &self,
+        req: CallbackStopReq,
+    ) -> impl Future<Output = Result<(), Failure>> + Send {
+        async move {
+            let _ = req;
+            not_implemented()
+        }
+    }
 }

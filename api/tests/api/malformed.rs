@@ -352,6 +352,158 @@ async fn bad_values() {
             "users",
         ),
         ("GET", WEB, json!({"session_id": ""}), "session_id"),
+        // push
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a", "device_id": "d", "seq": -1}),
+            "seq",
+        ),
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a", "device_id": "d", "seq": "ten"}),
+            "seq",
+        ),
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a", "device_id": "d", "seq": 1.5}),
+            "seq",
+        ),
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a", "device_id": "d", "seq": u64::MAX}),
+            "seq",
+        ),
+        ("POST", PUSH, json!({"acc": " ", "device_id": "d"}), "acc"),
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a", "device_id": ""}),
+            "device_id",
+        ),
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a".repeat(257), "device_id": "d"}),
+            "acc",
+        ),
+        (
+            "POST",
+            PUSH,
+            json!({"acc": "a", "device_id": "d", "self_phone": {}}),
+            "self_phone",
+        ),
+        (
+            "POST",
+            BAIDU,
+            json!({"account": "a", "user_id": "u", "channel_id": ""}),
+            "channel_id",
+        ),
+        (
+            "POST",
+            BAIDU,
+            json!({"account": "a", "user_id": "", "channel_id": "c"}),
+            "user_id",
+        ),
+        (
+            "POST",
+            BAIDU,
+            json!({"account": "a", "user_id": "u", "channel_id": "c".repeat(257)}),
+            "channel_id",
+        ),
+        // p2p: opdata
+        ("POST", P2P_RINGING, json!({"opdata": ""}), "opdata"),
+        ("POST", P2P_RINGING, json!({"opdata": null}), "opdata"),
+        (
+            "POST",
+            P2P_RINGING,
+            json!({"opdata": "x".repeat(4097)}),
+            "opdata",
+        ),
+        (
+            "POST",
+            P2P_POLL,
+            json!({"opdata": {"pad": "x".repeat(4096)}}),
+            "opdata",
+        ),
+        ("POST", P2P_REJECT, json!({"opdata": [1, 2]}), "opdata"),
+        (
+            "POST",
+            P2P_REJECT,
+            json!({"opdata": "o", "reason": "maybe"}),
+            "reason",
+        ),
+        (
+            "POST",
+            P2P_ANSWER,
+            json!({"opdata": "o", "sdp": OFFER}),
+            "sdp",
+        ),
+        (
+            "POST",
+            P2P_ANSWER,
+            json!({"opdata": "o", "sdp": {"ip": "nonsense", "port": 5}}),
+            "sdp.ip",
+        ),
+        (
+            "POST",
+            P2P_ANSWER,
+            json!({"opdata": "o", "sdp": {"ip": "1.2.3.4", "port": 0}}),
+            "sdp.port",
+        ),
+        (
+            "POST",
+            P2P_ANSWER,
+            json!({"opdata": "o", "sdp": {"ip": "1.2.3.4", "port": 5}, "clidata": "[1]"}),
+            "clidata",
+        ),
+        (
+            "POST",
+            IP2P_ANSWER,
+            json!({"opdata": "o", "sdp": {"ip": "1.2.3.4", "port": 5}}),
+            "sdp",
+        ),
+        (
+            "POST",
+            IP2P_ANSWER,
+            json!({"opdata": "o", "sdp": " "}),
+            "sdp",
+        ),
+        (
+            "POST",
+            IP2P_ANSWER,
+            json!({"opdata": "x".repeat(5000), "sdp": OFFER}),
+            "opdata",
+        ),
+        // callback
+        (
+            "POST",
+            CALLBACK,
+            json!({"uuid": "u", "local": "abc", "remote": "1"}),
+            "local",
+        ),
+        (
+            "POST",
+            CALLBACK,
+            json!({"uuid": "u", "local": "1", "remote": "1@evil.com"}),
+            "remote",
+        ),
+        (
+            "POST",
+            CALLBACK,
+            json!({"uuid": "u", "local": "1", "remote": "1;tag=x"}),
+            "remote",
+        ),
+        (
+            "POST",
+            CALLBACK,
+            json!({"uuid": "", "local": "1", "remote": "2"}),
+            "uuid",
+        ),
+        ("DELETE", CALLBACK, json!({"session_id": ""}), "session_id"),
     ];
     for (method, path, body, field) in cases {
         let r = send_json(&app, method, path, &body).await;

@@ -29,6 +29,14 @@ pub enum Seen {
     CallStatus(SessionReq),
     Dtmf(DtmfReq),
     History(HistoryReq),
+    PushPoll(PushPollReq),
+    PushRegister(PushRegisterReq),
+    P2pRinging(OpdataReq),
+    P2pAnswer(P2pAnswerReq),
+    P2pReject(P2pRejectReq),
+    P2pPoll(OpdataReq),
+    CallbackStart(CallbackReq),
+    CallbackStop(CallbackStopReq),
 }
 
 #[derive(Default)]
@@ -39,6 +47,10 @@ pub struct Mock {
     pub panic: AtomicBool,
     /// Answer start requests with the wrong kind of media (SDP for endpoint, ...).
     pub wrong_answer: AtomicBool,
+    /// What status requests (and p2p_poll) answer; `hookoff` when unset.
+    pub peer_status: Mutex<Option<PeerStatus>>,
+    /// Long polls answer with `gap: true`.
+    pub gap: AtomicBool,
 }
 
 impl Mock {
@@ -73,6 +85,45 @@ impl Mock {
     pub fn fail_with(&self, f: Option<Failure>) {
         *self.fail.lock().unwrap() = f;
     }
+
+    pub fn set_delay(&self, d: Option<Duration>) {
+        *self.delay.lock().unwrap() = d;
+    }
+
+    fn peer_status(&self) -> PeerStatus {
+        self.peer_status
+            .lock()
+            .unwrap()
+            .unwrap_or(PeerStatus::Hookoff)
+    }
+
+    /// A session answered with the same kind of media as offered (or the other kind
+    /// when told to answer wrongly).
+    fn started(&self, offer: &SdpParam) -> CallStarted {
+        let text = matches!(offer, SdpParam::Text(_)) != self.wrong_answer.load(Ordering::SeqCst);
+        CallStarted {
+            session_id: "sid-1".into(),
+            answer: if text {
+                CallAnswer::Sdp(ANSWER_SDP.into())
+            } else {
+                CallAnswer::Relay(RelayAnswer {
+                    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                    port: 30000,
+                    codec_name: "AMR".into(),
+                    payload_mode: PayloadMode::OctetAligned,
+                    rssrc: 12345,
+                })
+            },
+        }
+    }
+}
+
+/// The events every long poll of the mock answers with.
+pub fn push_events() -> Vec<Value> {
+    vec![
+        json!({"event": "p2p_inform_called", "seq": 5, "caller": "13800138000", "opdata": "op-1"}),
+        json!({"event": "caller_hookon", "seq": 6, "caller": "13800138000"}),
+    ]
 }
 
 pub const ANSWER_SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 8\r\n";
@@ -139,22 +190,9 @@ impl Switch for Mock {
             .collect())
     }
     async fn start_call(&self, req: StartCallReq) -> Result<CallStarted, Failure> {
-        let text = matches!(req.sdp, SdpParam::Text(_)) != self.wrong_answer.load(Ordering::SeqCst);
+        let started = self.started(&req.sdp);
         self.hit(Seen::StartCall(req)).await?;
-        Ok(CallStarted {
-            session_id: "sid-1".into(),
-            answer: if text {
-                CallAnswer::Sdp(ANSWER_SDP.into())
-            } else {
-                CallAnswer::Relay(RelayAnswer {
-                    ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                    port: 30000,
-                    codec_name: "AMR".into(),
-                    payload_mode: PayloadMode::OctetAligned,
-                    rssrc: 12345,
-                })
-            },
-        })
+        Ok(started)
     }
     async fn stop_call(&self, req: SessionReq) -> Result<(), Failure> {
         self.hit(Seen::StopCall(req)).await
@@ -162,7 +200,7 @@ impl Switch for Mock {
     async fn call_status(&self, req: SessionReq) -> Result<CallStatus, Failure> {
         self.hit(Seen::CallStatus(req)).await?;
         Ok(CallStatus {
-            peer_status: PeerStatus::Hookoff,
+            peer_status: self.peer_status(),
             stats: Some(stats()),
         })
     }
@@ -194,6 +232,39 @@ impl Switch for Mock {
                 },
             ],
         }])
+    }
+
+    async fn push_poll(&self, req: PushPollReq) -> Result<PushPollOk, Failure> {
+        self.hit(Seen::PushPoll(req)).await?;
+        Ok(PushPollOk {
+            events: push_events(),
+            gap: self.gap.load(Ordering::SeqCst),
+        })
+    }
+    async fn push_register(&self, req: PushRegisterReq) -> Result<(), Failure> {
+        self.hit(Seen::PushRegister(req)).await
+    }
+    async fn p2p_ringing(&self, req: OpdataReq) -> Result<(), Failure> {
+        self.hit(Seen::P2pRinging(req)).await
+    }
+    async fn p2p_answer(&self, req: P2pAnswerReq) -> Result<CallStarted, Failure> {
+        let started = self.started(&req.sdp);
+        self.hit(Seen::P2pAnswer(req)).await?;
+        Ok(started)
+    }
+    async fn p2p_reject(&self, req: P2pRejectReq) -> Result<(), Failure> {
+        self.hit(Seen::P2pReject(req)).await
+    }
+    async fn p2p_poll(&self, req: OpdataReq) -> Result<PeerStatus, Failure> {
+        self.hit(Seen::P2pPoll(req)).await?;
+        Ok(self.peer_status())
+    }
+    async fn callback_start(&self, req: CallbackReq) -> Result<String, Failure> {
+        self.hit(Seen::CallbackStart(req)).await?;
+        Ok("cb-1".into())
+    }
+    async fn callback_stop(&self, req: CallbackStopReq) -> Result<(), Failure> {
+        self.hit(Seen::CallbackStop(req)).await
     }
 }
 
@@ -306,6 +377,21 @@ pub const IOS: &str = "/lwork/mobile/voip/icalls";
 pub const ANDROID: &str = "/lwork/mobile/voip/calls";
 pub const WEB_START: &str = "/lwork/mobile/fzdvoip";
 pub const WEB: &str = "/lwork/voices1/fzdvoip";
+pub const PUSH: &str = "/channel/push_service";
+pub const BAIDU: &str = "/lwork/mobile/baidu_push_register";
+pub const P2P_RINGING: &str = "/lwork/mobile/p2p_ringing";
+pub const P2P_ANSWER: &str = "/lwork/mobile/p2p_answer";
+pub const IP2P_ANSWER: &str = "/lwork/mobile/ip2p_answer";
+pub const P2P_REJECT: &str = "/lwork/mobile/p2p_reject";
+pub const P2P_POLL: &str = "/lwork/mobile/p2p_poll";
+pub const CALLBACK: &str = "/lwork/mobile/callback";
+
+/// A sip_call_in opdata, as the app got it in its p2p_inform_called event.
+pub fn sip_opdata() -> Value {
+    json!({"event": "sip_call_in", "caller": "13800138000", "callee": "13900000000",
+           "session_id": "sid-9", "ip": "192.0.2.1", "port": 30000, "codec_name": "AMR",
+           "payload_mode": "octet-aligned", "rssrc": 12345})
+}
 
 pub struct Case {
     pub method: &'static str,
@@ -372,6 +458,25 @@ pub fn cases() -> Vec<Case> {
         c("POST", "/lwork/mobile/call_history",
           json!({"uuid": "u-1", "start_id": 0, "num": 10}),
           &["uuid"]),
+        c("POST", PUSH,
+          json!({"acc": "alice", "device_id": "d1", "self_phone": "13800138000", "seq": 4}),
+          &["acc", "device_id"]),
+        c("POST", BAIDU,
+          json!({"caller": "13800138000", "account": "alice", "user_id": "b-user-1", "channel_id": "4032912734829", "device_id": "d1"}),
+          &["account", "user_id", "channel_id"]),
+        c("POST", P2P_RINGING, json!({"opdata": "op-1"}), &["opdata"]),
+        c("POST", P2P_ANSWER,
+          json!({"caller_phone": "13800138000", "callee_phone": "13900000000", "sdp": {"ip": "10.0.0.2", "port": 4000}, "userclass": "game", "opdata": sip_opdata(), "clidata": {"os_type": "android"}}),
+          &["sdp", "opdata"]),
+        c("POST", IP2P_ANSWER,
+          json!({"caller_phone": "13800138000", "callee_phone": "13900000000", "sdp": OFFER, "userclass": "game", "opdata": "op-1", "clidata": {"os_type": "ios"}}),
+          &["sdp", "opdata"]),
+        c("POST", P2P_REJECT, json!({"opdata": "op-1", "reason": "busy"}), &["opdata"]),
+        c("POST", P2P_POLL, json!({"opdata": sip_opdata()}), &["opdata"]),
+        c("POST", CALLBACK,
+          json!({"uuid": "u-1", "local": "13900000000", "remote": "+86 138-0013-8000", "dev_id": "d1"}),
+          &["uuid", "local", "remote"]),
+        c("DELETE", CALLBACK, json!({"session_id": "cb-1", "uuid": "u-1"}), &["session_id"]),
     ]
 }
 

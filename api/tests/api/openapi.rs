@@ -44,7 +44,67 @@ async fn openapi_lists_every_route() {
     assert_eq!(paths.len(), served + 1);
     assert!(paths["/openapi.json"]["get"].is_object());
 
+    // Part 2, named explicitly (not only through the case table).
+    for (method, path) in [
+        ("post", PUSH),
+        ("post", BAIDU),
+        ("post", P2P_RINGING),
+        ("post", P2P_ANSWER),
+        ("post", IP2P_ANSWER),
+        ("post", P2P_REJECT),
+        ("post", P2P_POLL),
+        ("post", CALLBACK),
+        ("delete", CALLBACK),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+    }
+    let ok = paths[P2P_ANSWER]["post"]["responses"]["200"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ok.contains("already_call_real_phone") && ok.contains("session_not_exist"),
+        "{ok}"
+    );
+    let ok = paths[PUSH]["post"]["responses"]["200"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(ok.contains("unlogined"), "{ok}");
+
     let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "PushPollWire",
+        "PushPollReply",
+        "PushEvent",
+        "PushRegisterWire",
+        "OpdataWire",
+        "P2pAnswerWire",
+        "Ip2pAnswerWire",
+        "P2pRejectWire",
+        "P2pPollReply",
+        "CallbackWire",
+        "CallbackReply",
+        "CallbackStopWire",
+    ] {
+        assert!(schemas.contains_key(name), "{name}");
+    }
+    let states: Vec<&str> = schemas["PeerStatusWire"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for s in [
+        "idle",
+        "p2p_hookoff",
+        "release",
+        "a_ringing",
+        "a_answered",
+        "b_ringing",
+        "bridged",
+    ] {
+        assert!(states.contains(&s), "{s} in {states:?}");
+    }
+    assert!(schemas["OpdataWire"]["properties"]["opdata"]["oneOf"].is_array());
     for name in [
         "FailedReply",
         "Envelope",

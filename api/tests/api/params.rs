@@ -324,3 +324,212 @@ async fn accounts_become_domain_requests() {
     );
     assert_eq!(l.clidata, Some(json!({"os_type": "ios", "v": 2})));
 }
+
+#[tokio::test]
+async fn push_requests_become_domain_requests() {
+    let (app, mock) = app();
+    let r = send_json(
+        &app,
+        "POST",
+        PUSH,
+        &json!({"acc": "alice", "dev_id": "d1", "self_phone": "+86 138-0013-8000", "seq": "42", "token": "tk"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        mock.last(),
+        Seen::PushPoll(PushPollReq {
+            acc: "alice".into(),
+            device_id: "d1".into(),
+            self_phone: Some("+8613800138000".into()),
+            last_seq: Some(42),
+            token: Some("tk".into()),
+        })
+    );
+    // The seed's request (no seq); an own number that is not one is ignored, not fatal.
+    let r = send_form(
+        &app,
+        "POST",
+        "/channel/push_service/",
+        &json!({"acc": "alice", "device_id": "d1", "self_phone": "unknown"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let Seen::PushPoll(p) = mock.last() else {
+        panic!()
+    };
+    assert_eq!((p.self_phone, p.last_seq), (None, None));
+    // `last_seq` is an alias of `seq`.
+    send_query(
+        &app,
+        "POST",
+        PUSH,
+        &json!({"acc": "a", "device_id": "d", "last_seq": 0}),
+    )
+    .await;
+    let Seen::PushPoll(p) = mock.last() else {
+        panic!()
+    };
+    assert_eq!(p.last_seq, Some(0));
+
+    let r = send_json(
+        &app,
+        "POST",
+        BAIDU,
+        &json!({"caller": 13800138000u64, "account": "alice", "user_id": 1234567890123u64, "channel_id": "4032912734829"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        mock.last(),
+        Seen::PushRegister(PushRegisterReq {
+            caller: Some("13800138000".into()),
+            account: "alice".into(),
+            user_id: "1234567890123".into(),
+            channel_id: "4032912734829".into(),
+            device_id: None,
+            token: None,
+        })
+    );
+}
+
+#[tokio::test]
+async fn p2p_requests_become_domain_requests() {
+    let (app, mock) = app();
+    // opdata as a string: handed over as sent.
+    send_json(&app, "POST", P2P_RINGING, &json!({"opdata": " op 1 "})).await;
+    assert_eq!(
+        mock.last(),
+        Seen::P2pRinging(OpdataReq {
+            opdata: " op 1 ".into(),
+            token: None
+        })
+    );
+    // opdata as an object (sip_call_in): its compact JSON text, keys sorted.
+    send_json(
+        &app,
+        "POST",
+        P2P_POLL,
+        &json!({"opdata": {"port": 1, "event": "sip_call_in"}}),
+    )
+    .await;
+    let Seen::P2pPoll(p) = mock.last() else {
+        panic!()
+    };
+    assert_eq!(p.opdata, r#"{"event":"sip_call_in","port":1}"#);
+    // The same opdata sent as an object or as its JSON text in a form is the same request.
+    send_form(
+        &app,
+        "POST",
+        P2P_POLL,
+        &json!({"opdata": {"port": 1, "event": "sip_call_in"}}),
+    )
+    .await;
+    assert_eq!(mock.last(), Seen::P2pPoll(p));
+
+    for (body, busy) in [
+        (json!({"opdata": "o"}), false),
+        (json!({"opdata": "o", "reason": "decline"}), false),
+        (json!({"opdata": "o", "reason": "Busy"}), true),
+        (json!({"opdata": "o", "reason": ""}), false),
+    ] {
+        let r = send_json(&app, "POST", P2P_REJECT, &body).await;
+        assert_eq!(r.status, 200, "{body}: {:?}", r.body);
+        assert_eq!(
+            mock.last(),
+            Seen::P2pReject(P2pRejectReq {
+                opdata: "o".into(),
+                busy,
+                token: None
+            }),
+            "{body}"
+        );
+    }
+
+    let r = send_json(
+        &app,
+        "POST",
+        P2P_ANSWER,
+        &json!({"caller_phone": "alice", "callee_phone": "139 0000 0000", "sdp": {"ip": "10.0.0.2", "port": "4000"}, "opdata": "op-1", "clidata": {"os_type": "android"}, "token": "tk"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        mock.last(),
+        Seen::P2pAnswer(P2pAnswerReq {
+            client: Client::Android,
+            opdata: "op-1".into(),
+            caller_phone: None,
+            callee_phone: Some("13900000000".into()),
+            sdp: SdpParam::Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                port: 4000
+            },
+            userclass: None,
+            clidata: Some(json!({"os_type": "android"})),
+            token: Some("tk".into()),
+        })
+    );
+    let r = send_json(
+        &app,
+        "POST",
+        IP2P_ANSWER,
+        &json!({"sdp": OFFER, "opdata": "op-2", "userclass": "game"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        mock.last(),
+        Seen::P2pAnswer(P2pAnswerReq {
+            client: Client::Ios,
+            opdata: "op-2".into(),
+            caller_phone: None,
+            callee_phone: None,
+            sdp: SdpParam::Text(OFFER.into()),
+            userclass: Some("game".into()),
+            clidata: None,
+            token: None,
+        })
+    );
+}
+
+#[tokio::test]
+async fn callback_requests_become_domain_requests() {
+    let (app, mock) = app();
+    let r = send_json(
+        &app,
+        "POST",
+        CALLBACK,
+        &json!({"user_id": "u-1", "local": 13900000000u64, "remote": "+86 (138) 0013-8000", "device_id": "d1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        mock.last(),
+        Seen::CallbackStart(CallbackReq {
+            uuid: "u-1".into(),
+            local: "13900000000".into(),
+            remote: "+8613800138000".into(),
+            dev_id: Some("d1".into()),
+            token: None,
+        })
+    );
+    // Web pages send DELETE parameters in the query string.
+    let r = send(
+        &app,
+        "DELETE",
+        "/lwork/mobile/callback/?session_id=cb-1&t=9",
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        mock.last(),
+        Seen::CallbackStop(CallbackStopReq {
+            session_id: "cb-1".into(),
+            uuid: None,
+            token: None,
+        })
+    );
+}

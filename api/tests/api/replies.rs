@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use api::Failure;
+use api::*;
 use serde_json::json;
 
 use crate::mock::*;
@@ -143,6 +143,7 @@ async fn failures_map_to_statuses_on_every_route() {
             200,
             "already_call_real_phone",
         ),
+        (Failure::Unlogined, 200, "unlogined"),
         (Failure::RateLimited, 429, "rate_limited"),
         (Failure::BadToken, 401, "bad_token"),
         (
@@ -185,11 +186,157 @@ async fn failures_map_to_statuses_on_every_route() {
 async fn switch_answering_the_wrong_media_kind_is_an_internal_fault() {
     let (app, mock) = app();
     mock.wrong_answer.store(true, Ordering::SeqCst);
-    for case in cases()
-        .iter()
-        .filter(|c| c.method == "POST" && [IOS, ANDROID, WEB_START].contains(&c.path))
-    {
+    for case in cases().iter().filter(|c| {
+        c.method == "POST" && [IOS, ANDROID, WEB_START, P2P_ANSWER, IP2P_ANSWER].contains(&c.path)
+    }) {
         let r = send_case(&app, case, case.path).await;
         assert_failed(&r, 500, "internal");
+    }
+}
+
+fn case(method: &str, path: &str) -> Case {
+    cases()
+        .into_iter()
+        .find(|c| c.method == method && c.path == path)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn part_two_replies_have_the_exact_shapes() {
+    let (app, mock) = app();
+
+    let r = send_case(&app, &case("POST", PUSH), PUSH).await;
+    assert_eq!(r.body, json!({"status": "ok", "data": push_events()}));
+    assert!(
+        r.raw.starts_with(br#"{"status":"ok","data":["#),
+        "{:?}",
+        r.body
+    );
+    mock.gap.store(true, Ordering::SeqCst);
+    let r = send_case(&app, &case("POST", PUSH), PUSH).await;
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "data": push_events(), "gap": true})
+    );
+
+    let r = send_case(&app, &case("POST", P2P_ANSWER), P2P_ANSWER).await;
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "session_id": "sid-1", "ip": "192.0.2.1", "port": 30000,
+               "codec_name": "AMR", "payload_mode": "octet-aligned", "rssrc": 12345})
+    );
+    let r = send_case(&app, &case("POST", IP2P_ANSWER), IP2P_ANSWER).await;
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "session_id": "sid-1", "sdp": ANSWER_SDP})
+    );
+
+    let r = send_case(&app, &case("POST", CALLBACK), CALLBACK).await;
+    assert_eq!(r.raw, br#"{"status":"ok","session_id":"cb-1"}"#);
+
+    for (method, path) in [
+        ("POST", BAIDU),
+        ("POST", P2P_RINGING),
+        ("POST", P2P_REJECT),
+        ("DELETE", CALLBACK),
+    ] {
+        let r = send_case(&app, &case(method, path), path).await;
+        assert_eq!(r.raw, br#"{"status":"ok"}"#, "{method} {path}");
+    }
+
+    let r = send_case(&app, &case("POST", P2P_POLL), P2P_POLL).await;
+    assert_eq!(r.raw, br#"{"status":"ok","peer_status":"hookoff"}"#);
+}
+
+/// Every state, old and new (callback), spelled exactly, on every status route.
+#[tokio::test]
+async fn every_peer_status_is_spelled_exactly() {
+    let (app, mock) = app();
+    let states = [
+        (PeerStatus::Idle, "idle"),
+        (PeerStatus::Ring, "ring"),
+        (PeerStatus::Hookoff, "hookoff"),
+        (PeerStatus::P2pIdle, "p2p_idle"),
+        (PeerStatus::P2pRing, "p2p_ring"),
+        (PeerStatus::P2pHookoff, "p2p_hookoff"),
+        (PeerStatus::Release, "release"),
+        (PeerStatus::ARinging, "a_ringing"),
+        (PeerStatus::AAnswered, "a_answered"),
+        (PeerStatus::BRinging, "b_ringing"),
+        (PeerStatus::Bridged, "bridged"),
+    ];
+    for (state, text) in states {
+        *mock.peer_status.lock().unwrap() = Some(state);
+        for path in [IOS, ANDROID] {
+            let r = send_query(&app, "GET", path, &json!({"session_id": "cb-1"})).await;
+            assert_eq!(r.body["peer_status"], text, "{path}");
+        }
+        let r = send_query(&app, "GET", WEB, &json!({"session_id": "cb-1"})).await;
+        assert_eq!(r.body["state"], text);
+        let r = send_case(&app, &case("POST", P2P_POLL), P2P_POLL).await;
+        assert_eq!(r.body, json!({"status": "ok", "peer_status": text}));
+    }
+}
+
+/// What a switch that does not implement part 2 yet answers: the trait's defaults.
+#[tokio::test]
+async fn unimplemented_switch_methods_are_503() {
+    struct Part1Only;
+    impl Switch for Part1Only {
+        async fn auth_code(&self, _: AuthCodeReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn register(&self, _: RegisterReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn forget_pwd(&self, _: ForgetPwdReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn modify_pwd(&self, _: ModifyPwdReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn add_info(&self, _: AddInfoReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn login(&self, _: LoginReq) -> Result<LoginOk, Failure> {
+            Err(Failure::BadPassword)
+        }
+        async fn logout(&self, _: LogoutReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn query_status(&self, _: QueryStatusReq) -> Result<Vec<UserState>, Failure> {
+            Ok(Vec::new())
+        }
+        async fn start_call(&self, _: StartCallReq) -> Result<CallStarted, Failure> {
+            Err(Failure::NoTrunk)
+        }
+        async fn stop_call(&self, _: SessionReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn call_status(&self, _: SessionReq) -> Result<CallStatus, Failure> {
+            Err(Failure::SessionNotExist)
+        }
+        async fn dtmf(&self, _: DtmfReq) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn call_history(&self, _: HistoryReq) -> Result<Vec<HistoryGroup>, Failure> {
+            Ok(Vec::new())
+        }
+    }
+    let app = api::router(std::sync::Arc::new(Part1Only), api::ApiConfig::default());
+    for path in [
+        PUSH,
+        BAIDU,
+        P2P_RINGING,
+        P2P_ANSWER,
+        IP2P_ANSWER,
+        P2P_REJECT,
+        P2P_POLL,
+        CALLBACK,
+    ] {
+        for c in cases().iter().filter(|c| c.path == path) {
+            let r = send_case(&app, c, c.path).await;
+            assert_failed(&r, 503, "unavailable");
+        }
     }
 }

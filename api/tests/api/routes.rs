@@ -34,6 +34,10 @@ async fn wrong_method_is_json_405() {
         ("POST", WEB),
         ("DELETE", "/lwork/mobile/call_history"),
         ("POST", "/openapi.json"),
+        ("GET", PUSH),
+        ("GET", "/lwork/mobile/p2p_answer/"),
+        ("PUT", CALLBACK),
+        ("GET", CALLBACK),
     ] {
         let r = send(&app, method, path, None, Vec::new()).await;
         assert_failed(&r, 405, "method_not_allowed");

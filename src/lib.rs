@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod push;
 pub mod registry;
 pub mod service;
 pub mod store;

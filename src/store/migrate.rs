@@ -19,17 +19,31 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 /// (version, description, SQL)
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-pub(crate) const SQLITE: Embedded = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+pub(crate) const SQLITE: Embedded = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "push",
+        include_str!("../../migrations/sqlite/0002_push.sql"),
+    ),
+];
 
-pub(crate) const POSTGRES: Embedded = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+pub(crate) const POSTGRES: Embedded = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "push",
+        include_str!("../../migrations/postgres/0002_push.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Source(Embedded);

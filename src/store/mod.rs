@@ -1,5 +1,6 @@
 //! Persistent state: accounts, phone bindings, auth codes, logins, call detail records
-//! and the push queue, behind one [`Store`] trait with two back ends.
+//! and the push queue (with the devices' provider tokens and delivery records), behind
+//! one [`Store`] trait with two back ends.
 //!
 //! - [`SqliteStore`]: the embedded default (`sqlite://data/softswitch.db`), WAL mode,
 //!   `synchronous=FULL` because call records bill.
@@ -347,6 +348,65 @@ pub struct PushEvent {
     pub delivered_ms: Option<i64>,
 }
 
+/// What one long-poll check takes from a device's queue ([`Store::claim_events`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClaimedEvents {
+    /// Oldest first.
+    pub events: Vec<PushEvent>,
+    /// The highest seq ever issued to the device (still queued or removed by
+    /// retention); 0 if none.
+    pub last_issued: i64,
+    /// The highest seq of the device that retention removed; 0 if none.
+    pub purged_through: i64,
+}
+
+/// A device's token at a push provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushToken {
+    pub account: String,
+    pub device: String,
+    /// `apns`, `fcm` or `baidu`.
+    pub provider: String,
+    pub token: String,
+    pub updated_ms: i64,
+}
+
+/// One attempt to hand an event to a push provider, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPushDelivery {
+    pub account: String,
+    pub device: String,
+    pub provider: String,
+    /// The event's seq in the push queue.
+    pub seq: i64,
+    /// 1 for the first try.
+    pub attempt: i64,
+    /// `ok`, `retry` (failed, tried again), `failed` (failed, gave up), `dropped` (the
+    /// token is dead and was removed) or `rejected` (refused for another reason).
+    pub status: String,
+    /// The provider's HTTP status; `None` when no answer came (connect error, timeout).
+    pub http_status: Option<i64>,
+    /// The provider's reason (`BadDeviceToken`, `UNREGISTERED`, ...) or the transport
+    /// error.
+    pub reason: Option<String>,
+    pub created_ms: i64,
+}
+
+/// A recorded delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushDelivery {
+    pub id: i64,
+    pub account: String,
+    pub device: String,
+    pub provider: String,
+    pub seq: i64,
+    pub attempt: i64,
+    pub status: String,
+    pub http_status: Option<i64>,
+    pub reason: Option<String>,
+    pub created_ms: i64,
+}
+
 // ---------------------------------------------------------------------------------
 // The trait
 // ---------------------------------------------------------------------------------
@@ -512,7 +572,9 @@ pub trait Store: Send + Sync + 'static {
     // --- push queue ------------------------------------------------------------
 
     /// Queues `event` for one device of an account; returns its sequence number
-    /// (increasing over the whole table).
+    /// (increasing over the whole table, never reused). Enqueues for one device are
+    /// serialised, so a device's events commit in seq order (a reader that has seen
+    /// seq n never later finds a smaller one appear).
     fn enqueue_event(
         &self,
         account: &str,
@@ -536,6 +598,75 @@ pub trait Store: Send + Sync + 'static {
         up_to_seq: i64,
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// One long-poll check of a device's queue, at most `limit` events, oldest first,
+    /// marking the undelivered ones among them delivered in the same transaction.
+    ///
+    /// - `after_seq` `None`, or beyond the device's last issued seq (the number does
+    ///   not come from this queue): the undelivered events. Each is returned by
+    ///   exactly one call, even to concurrent callers in several processes.
+    /// - `after_seq` `Some(n)`: every retained event with `seq > n`, delivered before
+    ///   or not (the client says it did not see them).
+    fn claim_events(
+        &self,
+        account: &str,
+        device: &str,
+        after_seq: Option<i64>,
+        limit: i64,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<ClaimedEvents>> + Send;
+    /// Undelivered events of the device.
+    fn count_pending_events(
+        &self,
+        account: &str,
+        device: &str,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Retention: removes queued events and delivery records created before
+    /// `before_ms`, remembering per device the highest seq removed (see
+    /// [`ClaimedEvents::purged_through`]). Returns how many events were removed.
+    fn purge_events(&self, before_ms: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // --- push provider tokens and deliveries ---------------------------------------
+
+    /// Stores `token` of `provider` for the device, replacing the device's previous
+    /// token of that provider and taking the token away from any other device.
+    fn put_push_token(
+        &self,
+        account: &str,
+        device: &str,
+        provider: &str,
+        token: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The device's tokens, ordered by provider.
+    fn push_tokens(
+        &self,
+        account: &str,
+        device: &str,
+    ) -> impl Future<Output = StoreResult<Vec<PushToken>>> + Send;
+    /// Forgets a token (the provider said it is dead). `false` if it was not stored.
+    fn delete_push_token(
+        &self,
+        provider: &str,
+        token: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Forgets every token of a device (it logged out); returns how many.
+    fn delete_device_tokens(
+        &self,
+        account: &str,
+        device: &str,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Records one delivery attempt; returns its id.
+    fn record_push_delivery(
+        &self,
+        delivery: &NewPushDelivery,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// The device's most recent delivery attempts (at most `limit`), oldest first.
+    fn push_deliveries(
+        &self,
+        account: &str,
+        device: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<PushDelivery>>> + Send;
 }
 
 // ---------------------------------------------------------------------------------
@@ -665,6 +796,34 @@ delegate! {
         up_to_seq: i64,
         now_ms: i64
     ) -> StoreResult<u64>;
+    fn claim_events(
+        &self,
+        account: &str,
+        device: &str,
+        after_seq: Option<i64>,
+        limit: i64,
+        now_ms: i64
+    ) -> StoreResult<ClaimedEvents>;
+    fn count_pending_events(&self, account: &str, device: &str) -> StoreResult<i64>;
+    fn purge_events(&self, before_ms: i64) -> StoreResult<u64>;
+    fn put_push_token(
+        &self,
+        account: &str,
+        device: &str,
+        provider: &str,
+        token: &str,
+        now_ms: i64
+    ) -> StoreResult<()>;
+    fn push_tokens(&self, account: &str, device: &str) -> StoreResult<Vec<PushToken>>;
+    fn delete_push_token(&self, provider: &str, token: &str) -> StoreResult<bool>;
+    fn delete_device_tokens(&self, account: &str, device: &str) -> StoreResult<u64>;
+    fn record_push_delivery(&self, delivery: &NewPushDelivery) -> StoreResult<i64>;
+    fn push_deliveries(
+        &self,
+        account: &str,
+        device: &str,
+        limit: i64
+    ) -> StoreResult<Vec<PushDelivery>>;
 }
 
 // ---------------------------------------------------------------------------------

@@ -25,6 +25,32 @@ pub(crate) const CALL_COLUMNS: &str = "id, session_id, account, peer_account, ca
      kind, trunk, call_ms, ring_ms, answer_ms, end_ms, duration_s, outcome, sip_status, \
      codecs, quality, state, node";
 
+/// The lock key of one device's push queue.
+pub(crate) fn device_key(account: &str, device: &str) -> String {
+    // Length-prefixed so distinct (account, device) pairs never share a key text
+    // whatever characters the ids hold (PostgreSQL text cannot carry a NUL separator).
+    format!("push:{}:{account}:{device}", account.len())
+}
+
+/// A device's highest queued seq and its retention watermark, as one row.
+pub(crate) const DEVICE_STATE: &str = "SELECT \
+     (SELECT MAX(seq) FROM push_events WHERE account = $1 AND device = $2) AS queued, \
+     (SELECT purged_seq FROM push_devices WHERE account = $1 AND device = $2) AS purged";
+
+/// Undelivered events of a device after seq `$3` (0: all; the same parameters as
+/// [`CLAIM_AFTER`]), oldest first, at most `$4`.
+pub(crate) const CLAIM_PENDING: &str = "SELECT seq, account, device, event, created_ms, \
+     delivered_ms FROM push_events \
+     WHERE account = $1 AND device = $2 AND delivered_ms IS NULL AND seq > $3 \
+     ORDER BY seq LIMIT $4";
+
+/// Retained events of a device after seq `$3`, delivered or not, oldest first, at most
+/// `$4`.
+pub(crate) const CLAIM_AFTER: &str = "SELECT seq, account, device, event, created_ms, \
+     delivered_ms FROM push_events \
+     WHERE account = $1 AND device = $2 AND seq > $3 \
+     ORDER BY seq LIMIT $4";
+
 macro_rules! impl_store {
     ($store:ty, $row:ty) => {
         impl $store {
@@ -78,6 +104,15 @@ macro_rules! impl_store {
                     state: row.try_get("state")?,
                     node: row.try_get("node")?,
                 })
+            }
+
+            /// (last issued seq, purged-through seq) from a `DEVICE_STATE` row.
+            fn device_state(row: &$row) -> $crate::store::StoreResult<(i64, i64)> {
+                use sqlx::Row as _;
+                let queued: Option<i64> = row.try_get("queued")?;
+                let purged: Option<i64> = row.try_get("purged")?;
+                let purged = purged.unwrap_or(0);
+                Ok((queued.unwrap_or(0).max(purged), purged))
             }
 
             fn event_from_row(row: &$row) -> $crate::store::StoreResult<$crate::store::PushEvent> {
@@ -744,7 +779,14 @@ macro_rules! impl_store {
                 event: &serde_json::Value,
                 now_ms: i64,
             ) -> $crate::store::StoreResult<i64> {
-                Ok(sqlx::query_scalar(
+                // Under the device's lock: PostgreSQL hands out identity values at
+                // insert, not at commit, so two unserialised enqueues for one device
+                // could commit out of seq order and a poll resuming from the later one
+                // would never see the earlier.
+                let mut tx = self
+                    .write_tx(&$crate::store::sql::device_key(account, device))
+                    .await?;
+                let seq = sqlx::query_scalar(
                     "INSERT INTO push_events (account, device, event, created_ms) \
                      VALUES ($1, $2, $3, $4) RETURNING seq",
                 )
@@ -752,8 +794,10 @@ macro_rules! impl_store {
                 .bind(device)
                 .bind($crate::store::sql::to_json(event))
                 .bind(now_ms)
-                .fetch_one(&self.pool)
-                .await?)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(seq)
             }
 
             async fn pending_events(
@@ -796,6 +840,306 @@ macro_rules! impl_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn claim_events(
+                &self,
+                account: &str,
+                device: &str,
+                after_seq: Option<i64>,
+                limit: i64,
+                now_ms: i64,
+            ) -> $crate::store::StoreResult<$crate::store::ClaimedEvents> {
+                use $crate::store::sql::{CLAIM_AFTER, CLAIM_PENDING, DEVICE_STATE};
+                let limit = limit.max(0);
+                // A plain read first: most checks of an idle poll find nothing, and
+                // must not queue on the write lock (SQLite has one per database).
+                let state = sqlx::query(DEVICE_STATE)
+                    .bind(account)
+                    .bind(device)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let (last_issued, purged) = Self::device_state(&state)?;
+                let resume = after_seq.filter(|&n| n <= last_issued);
+                let (text, from) = match resume {
+                    Some(n) => (CLAIM_AFTER, n),
+                    None => (CLAIM_PENDING, 0),
+                };
+                let peek = sqlx::query(text)
+                    .bind(account)
+                    .bind(device)
+                    .bind(from)
+                    .bind(1_i64)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if peek.is_none() {
+                    return Ok($crate::store::ClaimedEvents {
+                        events: Vec::new(),
+                        last_issued,
+                        purged_through: purged,
+                    });
+                }
+                // Under the device's lock (the one enqueue takes): the rows read are
+                // exactly the rows marked, and a concurrent claim (another poll, or
+                // another process on the same PostgreSQL) waits and then finds them
+                // delivered.
+                let mut tx = self
+                    .write_tx(&$crate::store::sql::device_key(account, device))
+                    .await?;
+                let state = sqlx::query(DEVICE_STATE)
+                    .bind(account)
+                    .bind(device)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let (last_issued, purged) = Self::device_state(&state)?;
+                let resume = after_seq.filter(|&n| n <= last_issued);
+                let (text, from) = match resume {
+                    Some(n) => (CLAIM_AFTER, n),
+                    None => (CLAIM_PENDING, 0),
+                };
+                let rows = sqlx::query(text)
+                    .bind(account)
+                    .bind(device)
+                    .bind(from)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let events = rows
+                    .iter()
+                    .map(Self::event_from_row)
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                if let (Some(first), Some(last)) = (events.first(), events.last()) {
+                    sqlx::query(
+                        "UPDATE push_events SET delivered_ms = $5 \
+                         WHERE account = $1 AND device = $2 AND seq >= $3 AND seq <= $4 \
+                           AND delivered_ms IS NULL",
+                    )
+                    .bind(account)
+                    .bind(device)
+                    .bind(first.seq)
+                    .bind(last.seq)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok($crate::store::ClaimedEvents {
+                    events,
+                    last_issued,
+                    purged_through: purged,
+                })
+            }
+
+            async fn count_pending_events(
+                &self,
+                account: &str,
+                device: &str,
+            ) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM push_events \
+                     WHERE account = $1 AND device = $2 AND delivered_ms IS NULL",
+                )
+                .bind(account)
+                .bind(device)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn purge_events(&self, before_ms: i64) -> $crate::store::StoreResult<u64> {
+                use sqlx::Row as _;
+                let mut tx = self.write_tx("push:purge").await?;
+                let gone = sqlx::query(
+                    "DELETE FROM push_events WHERE created_ms < $1 RETURNING account, device, seq",
+                )
+                .bind(before_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut highest: std::collections::HashMap<(String, String), i64> =
+                    std::collections::HashMap::new();
+                for row in &gone {
+                    let key = (row.try_get("account")?, row.try_get("device")?);
+                    let seq: i64 = row.try_get("seq")?;
+                    let entry = highest.entry(key).or_insert(seq);
+                    *entry = (*entry).max(seq);
+                }
+                for ((account, device), seq) in &highest {
+                    // CASE rather than GREATEST/MAX: SQLite has no GREATEST and
+                    // PostgreSQL's MAX is only an aggregate.
+                    sqlx::query(
+                        "INSERT INTO push_devices (account, device, purged_seq) \
+                         VALUES ($1, $2, $3) \
+                         ON CONFLICT (account, device) DO UPDATE SET purged_seq = \
+                           CASE WHEN excluded.purged_seq > push_devices.purged_seq \
+                           THEN excluded.purged_seq ELSE push_devices.purged_seq END",
+                    )
+                    .bind(account)
+                    .bind(device)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("DELETE FROM push_deliveries WHERE created_ms < $1")
+                    .bind(before_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(u64::try_from(gone.len()).unwrap_or(u64::MAX))
+            }
+
+            // --- push provider tokens and deliveries ---------------------------------
+
+            async fn put_push_token(
+                &self,
+                account: &str,
+                device: &str,
+                provider: &str,
+                token: &str,
+                now_ms: i64,
+            ) -> $crate::store::StoreResult<()> {
+                // One lock for all tokens: registrations are rare, and the two unique
+                // keys (token; device + provider) would otherwise need two locks.
+                let mut tx = self.write_tx("push:tokens").await?;
+                sqlx::query(
+                    "DELETE FROM push_tokens WHERE provider = $1 \
+                     AND (token = $2 OR (account = $3 AND device = $4))",
+                )
+                .bind(provider)
+                .bind(token)
+                .bind(account)
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO push_tokens (provider, token, account, device, updated_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(provider)
+                .bind(token)
+                .bind(account)
+                .bind(device)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| $crate::store::StoreError::from_db(e, "push token"))?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn push_tokens(
+                &self,
+                account: &str,
+                device: &str,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::PushToken>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT account, device, provider, token, updated_ms FROM push_tokens \
+                     WHERE account = $1 AND device = $2 ORDER BY provider",
+                )
+                .bind(account)
+                .bind(device)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::PushToken {
+                            account: r.try_get("account")?,
+                            device: r.try_get("device")?,
+                            provider: r.try_get("provider")?,
+                            token: r.try_get("token")?,
+                            updated_ms: r.try_get("updated_ms")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_push_token(
+                &self,
+                provider: &str,
+                token: &str,
+            ) -> $crate::store::StoreResult<bool> {
+                let done =
+                    sqlx::query("DELETE FROM push_tokens WHERE provider = $1 AND token = $2")
+                        .bind(provider)
+                        .bind(token)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_device_tokens(
+                &self,
+                account: &str,
+                device: &str,
+            ) -> $crate::store::StoreResult<u64> {
+                let done =
+                    sqlx::query("DELETE FROM push_tokens WHERE account = $1 AND device = $2")
+                        .bind(account)
+                        .bind(device)
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn record_push_delivery(
+                &self,
+                d: &$crate::store::NewPushDelivery,
+            ) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO push_deliveries \
+                     (account, device, provider, seq, attempt, status, http_status, reason, \
+                      created_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                )
+                .bind(&d.account)
+                .bind(&d.device)
+                .bind(&d.provider)
+                .bind(d.seq)
+                .bind(d.attempt)
+                .bind(&d.status)
+                .bind(d.http_status)
+                .bind(&d.reason)
+                .bind(d.created_ms)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn push_deliveries(
+                &self,
+                account: &str,
+                device: &str,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::PushDelivery>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT id, account, device, provider, seq, attempt, status, http_status, \
+                       reason, created_ms \
+                     FROM push_deliveries WHERE account = $1 AND device = $2 \
+                     ORDER BY id DESC LIMIT $3",
+                )
+                .bind(account)
+                .bind(device)
+                .bind(limit.max(0))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = rows
+                    .iter()
+                    .map(|r| {
+                        Ok($crate::store::PushDelivery {
+                            id: r.try_get("id")?,
+                            account: r.try_get("account")?,
+                            device: r.try_get("device")?,
+                            provider: r.try_get("provider")?,
+                            seq: r.try_get("seq")?,
+                            attempt: r.try_get("attempt")?,
+                            status: r.try_get("status")?,
+                            http_status: r.try_get("http_status")?,
+                            reason: r.try_get("reason")?,
+                            created_ms: r.try_get("created_ms")?,
+                        })
+                    })
+                    .collect::<$crate::store::StoreResult<Vec<_>>>()?;
+                out.reverse();
+                Ok(out)
             }
         }
     };

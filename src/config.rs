@@ -218,63 +218,8 @@ pub struct SmsConfig {
     pub url: Option<String>,
 }
 
-/// `[push]`: app wake-ups.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PushConfig {
-    pub long_poll_timeout_s: u64,
-    /// `None`: no APNs delivery.
-    pub apns: Option<ApnsConfig>,
-    /// `None`: no FCM delivery.
-    pub fcm: Option<FcmConfig>,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        PushConfig {
-            long_poll_timeout_s: 30,
-            apns: None,
-            fcm: None,
-        }
-    }
-}
-
-impl PushConfig {
-    pub fn long_poll_timeout(&self) -> Duration {
-        Duration::from_secs(self.long_poll_timeout_s)
-    }
-}
-
-fn default_apns_url() -> String {
-    "https://api.push.apple.com".to_owned()
-}
-
-fn default_fcm_url() -> String {
-    "https://fcm.googleapis.com".to_owned()
-}
-
-/// `[push.apns]`. The credentials are required once the section is present: a
-/// half-configured provider would fail silently at the first call.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApnsConfig {
-    #[serde(default = "default_apns_url")]
-    pub url: String,
-    pub key_file: PathBuf,
-    pub key_id: String,
-    pub team_id: String,
-    pub topic: String,
-}
-
-/// `[push.fcm]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmConfig {
-    #[serde(default = "default_fcm_url")]
-    pub url: String,
-    pub project_id: String,
-    pub service_account_file: PathBuf,
-}
+/// `[push]`: app wake-ups (the push module owns its keys).
+pub use crate::push::{ApnsConfig, FcmConfig, PushConfig};
 
 /// `[calls]`: call supervision timers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

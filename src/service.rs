@@ -15,14 +15,15 @@ use crate::b2bua::{
     media_timed_out, AppAnswer, AppCallError, AppMedia, Command, StartApp, StartCallback, StartP2p,
 };
 use crate::cdr::{CdrEvent, CdrSink};
+use crate::push::{Provider, PushError, PushHub};
 use crate::registry::{self, CallKind, CallView, PeerStatus, Registry};
 use crate::store::{self, now_ms, AnyStore, CallRecordEnd, CallRecordStart, Store};
 use api::{
     AddInfoReq, AuthCodeKind, AuthCodeReq, CallAnswer, CallStarted, CallStatus, CallbackReq,
     CallbackStopReq, DetailEval, DtmfReq, Failure, ForgetPwdReq, HistoryCall, HistoryGroup,
     HistoryReq, LoginOk, LoginReq, LogoutReq, ModifyPwdReq, OpdataReq, P2pAnswerReq, P2pRejectReq,
-    PayloadMode, Presence, QueryStatusReq, RegisterReq, RelayAnswer, SdpParam, SessionReq,
-    StartCallReq, UserState,
+    PayloadMode, Presence, PushPollOk, PushPollReq, PushRegisterReq, QueryStatusReq, RegisterReq,
+    RelayAnswer, SdpParam, SessionReq, StartCallReq, UserState,
 };
 use media::driver::MediaDriver;
 use sip::sdp::SessionDescription;
@@ -49,6 +50,7 @@ pub struct ServiceConfig {
 pub struct Service {
     accounts: Accounts<AnyStore>,
     store: AnyStore,
+    push: PushHub<AnyStore>,
     registry: Arc<Registry>,
     commands: mpsc::Sender<Command>,
     cdr: CdrSink,
@@ -61,6 +63,7 @@ impl Service {
     pub fn new(
         accounts: Accounts<AnyStore>,
         store: AnyStore,
+        push: PushHub<AnyStore>,
         registry: Arc<Registry>,
         commands: mpsc::Sender<Command>,
         cdr: CdrSink,
@@ -69,6 +72,7 @@ impl Service {
         Service {
             accounts,
             store,
+            push,
             registry,
             commands,
             cdr,
@@ -356,8 +360,12 @@ impl api::Switch for Service {
             .login(&req.acc, &req.pwd, &req.device_id)
             .await
             .map_err(failure)?;
-        // The previous device's cached check must not outlive its login.
+        // The previous device's cached check must not outlive its login,
+        // and its open poll hears `login_otherwhere` now.
         self.forget_login(&ok.uuid);
+        if let Some(old) = &ok.replaced_device {
+            self.push.wake(&ok.uuid, old);
+        }
         Ok(LoginOk {
             uuid: ok.uuid,
             info: ok.info,
@@ -370,7 +378,59 @@ impl api::Switch for Service {
         self.accounts
             .logout(&req.uuid, &req.device_id)
             .await
-            .map_err(failure)
+            .map_err(failure)?;
+        // A logged-out device gets no more pushes.
+        if let Err(e) = self.push.unregister_device(&req.uuid, &req.device_id).await {
+            tracing::warn!(error = %e, "push tokens of a logged-out device kept");
+        }
+        Ok(())
+    }
+
+    async fn push_poll(&self, req: PushPollReq) -> Result<PushPollOk, Failure> {
+        if let Some(token) = req.token.as_deref() {
+            self.authorize(&req.acc, None, Some(token)).await?;
+        }
+        let out = self
+            .push
+            .poll_session(
+                &req.acc,
+                &req.device_id,
+                req.last_seq,
+                self.push.long_poll_timeout(),
+            )
+            .await
+            .map_err(push_fault)?;
+        if out.unlogined {
+            return Err(Failure::Unlogined);
+        }
+        let events = if out.events.is_empty() {
+            vec![serde_json::json!({"event": crate::push::SHAKE_HAND})]
+        } else {
+            out.events
+        };
+        Ok(PushPollOk {
+            events,
+            gap: out.gap,
+        })
+    }
+
+    async fn push_register(&self, req: PushRegisterReq) -> Result<(), Failure> {
+        self.authorize(&req.account, req.device_id.as_deref(), req.token.as_deref())
+            .await?;
+        let device = match req.device_id {
+            Some(d) => d,
+            None => self
+                .store
+                .get_login(&req.account)
+                .await
+                .map_err(store_fault)?
+                .map(|l| l.device)
+                .ok_or(Failure::NoLogind)?,
+        };
+        self.push
+            .register_token(&req.account, &device, Provider::Baidu, &req.channel_id)
+            .await
+            .map_err(push_fault)
     }
 
     async fn query_status(&self, req: QueryStatusReq) -> Result<Vec<UserState>, Failure> {
@@ -765,6 +825,13 @@ fn failure(e: AccountError) -> Failure {
     }
 }
 
+fn push_fault(e: PushError) -> Failure {
+    match e {
+        PushError::NotLoggedIn(_) => Failure::Unlogined,
+        e => Failure::Internal(e.to_string()),
+    }
+}
+
 fn store_fault(e: store::StoreError) -> Failure {
     Failure::Internal(e.to_string())
 }
@@ -836,36 +903,29 @@ pub fn spawn_stats_refresher(
     })
 }
 
-/// Queues app events in the store for the account's current device, where
-/// its long poll finds them.
-pub struct StoreNotifier {
-    store: AnyStore,
+/// Sends app events through the push hub (long poll + providers) without
+/// making the SIP loop wait.
+pub struct HubNotifier {
+    hub: PushHub<AnyStore>,
 }
 
-impl StoreNotifier {
-    pub fn new(store: AnyStore) -> StoreNotifier {
-        StoreNotifier { store }
+impl HubNotifier {
+    pub fn new(hub: PushHub<AnyStore>) -> HubNotifier {
+        HubNotifier { hub }
     }
 }
 
-impl crate::b2bua::AppNotifier for StoreNotifier {
+impl crate::b2bua::AppNotifier for HubNotifier {
     fn notify(&self, account: &str, event: serde_json::Value) {
-        let store = self.store.clone();
+        let hub = self.hub.clone();
         let account = account.to_owned();
         tokio::spawn(async move {
-            let device = match store.get_login(&account).await {
-                Ok(Some(login)) => login.device,
-                Ok(None) => String::new(),
-                Err(e) => {
-                    tracing::error!(error = %e, "push: login lookup failed");
-                    return;
+            match hub.notify(&account, None, event).await {
+                Ok(_) => {}
+                Err(PushError::NotLoggedIn(_)) => {
+                    tracing::debug!(%account, "push: account not logged in, event not queued")
                 }
-            };
-            if let Err(e) = store
-                .enqueue_event(&account, &device, &event, now_ms())
-                .await
-            {
-                tracing::error!(error = %e, "push: event not queued");
+                Err(e) => tracing::error!(error = %e, %account, "push: event not queued"),
             }
         });
     }

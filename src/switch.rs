@@ -11,6 +11,7 @@ use crate::cdr::{self, CdrSink};
 use crate::config::{Config, Router};
 use crate::http::{self, HttpState};
 use crate::metrics::{Direction, HistogramSnapshot, Metrics};
+use crate::push::PushHub;
 use crate::registry::Registry;
 use crate::service::{self, Service, ServiceConfig};
 use crate::store;
@@ -46,6 +47,8 @@ pub enum StartError {
     },
     #[error("accounts: {0}")]
     Accounts(#[from] crate::accounts::AccountError),
+    #[error("push: {0}")]
+    Push(#[from] crate::push::PushError),
 }
 
 /// The addresses actually bound (port 0 in the config becomes a real port).
@@ -117,6 +120,8 @@ pub async fn run(
             ..AccountsConfig::default()
         },
     )?;
+    let push = PushHub::new(store.clone(), &config.push)?;
+    let purger = push.spawn_purger();
     let (cdr_sink, cdr_rx) = CdrSink::new();
     let cdr_writer = cdr::spawn_writer(store.clone(), cdr_rx);
     let transports_cfg = TransportConfig {
@@ -225,6 +230,7 @@ pub async fn run(
     let service = Arc::new(Service::new(
         accounts,
         store.clone(),
+        push.clone(),
         Arc::clone(&registry),
         command_tx,
         cdr_sink.clone(),
@@ -247,7 +253,7 @@ pub async fn run(
     )
     .with_inbound(InboundEnv {
         store: store.clone(),
-        notifier: Arc::new(service::StoreNotifier::new(store.clone())),
+        notifier: Arc::new(service::HubNotifier::new(push.clone())),
         registry: Arc::clone(&registry),
         ring_timeout: config.calls.ring_timeout(),
         app_octet_aligned: config.calls.app_payload_mode_octet_aligned(),
@@ -267,7 +273,11 @@ pub async fn run(
         }),
     };
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let api_routes = api::router(service, api::ApiConfig::default());
+    let mut api_cfg = api::ApiConfig::default();
+    // The long poll's idle time is the switch's; the HTTP layer only needs
+    // to let such requests live that long.
+    api_cfg.long_poll_timeout = config.push.long_poll_timeout();
+    let api_routes = api::router(service, api_cfg);
     let app = http::count_requests(
         http::with_fallbacks(http::operator_routes(state).merge(api_routes)),
         Arc::clone(&metrics),
@@ -363,6 +373,9 @@ pub async fn run(
     {
         tracing::error!("call records still queued at exit; they are closed at the next start");
     }
+    // Provider deliveries in flight get a moment to finish.
+    let _ = tokio::time::timeout(Duration::from_secs(2), push.flush()).await;
+    purger.abort();
     heartbeat.abort();
     store.close().await;
     Ok(())

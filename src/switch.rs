@@ -14,7 +14,7 @@ use crate::metrics::{Direction, HistogramSnapshot, Metrics};
 use crate::push::PushHub;
 use crate::registry::Registry;
 use crate::service::{self, Service, ServiceConfig};
-use crate::store;
+use crate::store::{self, Store};
 use sip::driver::{TransportConfig, TransportEvent, Transports};
 use sip::endpoint::{Endpoint, EndpointConfig, Observer};
 use sip::transaction::TimerConfig;
@@ -262,10 +262,33 @@ pub async fn run(
 
     let sip_up = Arc::new(AtomicBool::new(true));
     let health_flag = Arc::clone(&sip_up);
+    // /healthz answers from flags: the store is pinged in the background so
+    // a health probe never waits on the database.
+    let store_up = Arc::new(AtomicBool::new(true));
+    let store_flag = Arc::clone(&store_up);
+    let store_probe = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let up = matches!(
+                    tokio::time::timeout(Duration::from_secs(3), store.ping()).await,
+                    Ok(Ok(()))
+                );
+                if !up {
+                    tracing::error!("store does not answer");
+                }
+                store_up.store(up, Ordering::Relaxed);
+            }
+        })
+    };
     let state = HttpState {
         metrics: Arc::clone(&metrics),
         health: Arc::new(move || {
-            if health_flag.load(Ordering::Relaxed) {
+            if !store_flag.load(Ordering::Relaxed) {
+                Err("store unreachable".to_owned())
+            } else if health_flag.load(Ordering::Relaxed) {
                 Ok(())
             } else {
                 Err("sip stopped".to_owned())
@@ -376,6 +399,7 @@ pub async fn run(
     // Provider deliveries in flight get a moment to finish.
     let _ = tokio::time::timeout(Duration::from_secs(2), push.flush()).await;
     purger.abort();
+    store_probe.abort();
     heartbeat.abort();
     store.close().await;
     Ok(())

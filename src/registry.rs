@@ -142,7 +142,11 @@ impl CallStats {
             None => q.mos,
         };
         CallStats {
-            ip: app.rtp_remote.map(|a| a.ip()),
+            // Where the app's media really comes from: unknown until it sends.
+            ip: app
+                .rtp_remote
+                .filter(|_| q.packets_received > 0)
+                .map(|a| a.ip()),
             pr: q.packets_received,
             pl: q.packets_lost,
             jitter: round2(q.jitter_ms),

@@ -81,8 +81,9 @@ impl Service {
         }
     }
 
-    /// `no_logind` unless `account` has a live login: the one the token
-    /// names, or the one on `device`, or (neither given) any.
+    /// `no_logind` unless the request proves the login: a token naming
+    /// `account`'s current login, or `device` being its current device.
+    /// Knowing an account's number is not enough to act for it.
     async fn authorize(
         &self,
         account: &str,
@@ -112,12 +113,7 @@ impl Service {
                 .check_login(account, device)
                 .await
                 .map_err(failure)?,
-            None => {
-                let login = self.store.get_login(account).await.map_err(store_fault)?;
-                if login.is_none() {
-                    return Err(Failure::NoLogind);
-                }
-            }
+            None => return Err(Failure::NoLogind),
         }
         let mut cache = self.cached_logins();
         if cache.len() > 100_000 {
@@ -125,6 +121,19 @@ impl Service {
         }
         cache.insert(key, now);
         Ok(())
+    }
+
+    /// For requests whose capability is an unguessable id the switch issued
+    /// (an opdata, a session id handed to the callee): the account must
+    /// still be logged in somewhere, or show its token.
+    async fn authorize_holder(&self, account: &str, token: Option<&str>) -> Result<(), Failure> {
+        if token.is_some() {
+            return self.authorize(account, None, token).await;
+        }
+        match self.store.get_login(account).await.map_err(store_fault)? {
+            Some(_) => Ok(()),
+            None => Err(Failure::NoLogind),
+        }
     }
 
     fn cached_logins(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
@@ -149,8 +158,12 @@ impl Service {
         match uuid {
             Some(u) if !view.involves(u) => return Err(Failure::SessionNotExist),
             // The callee of an app-to-app call acts from whatever device
-            // it is logged in on.
-            Some(u) if u != view.account => self.authorize(u, None, token).await?,
+            // it is logged in on (the session id was handed to it).
+            Some(u) if u != view.account => self.authorize_holder(u, token).await?,
+            // Calls to an app (sip_call_in) were not started from a device.
+            _ if view.device.is_none() && token.is_none() => {
+                self.authorize_holder(&view.account, token).await?
+            }
             _ => {
                 self.authorize(&view.account, view.device.as_deref(), token)
                     .await?
@@ -284,7 +297,7 @@ impl Service {
             .peer_account
             .clone()
             .unwrap_or_else(|| view.account.clone());
-        self.authorize(&callee, None, token).await?;
+        self.authorize_holder(&callee, token).await?;
         Ok(view)
     }
 

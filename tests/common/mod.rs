@@ -131,6 +131,20 @@ fn udp_tcp_free(port: u16) -> bool {
 ///
 /// The ranges used stay below Linux's ephemeral range (32768+) so the kernel does
 /// not hand them to someone's port-0 bind in between.
+/// Gives a block from [`reserve_block`] back.
+fn release_block(base: u16, len: u16) {
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(taken) = taken.as_mut() {
+        for p in base..base.saturating_add(len) {
+            taken.remove(&p);
+        }
+    }
+}
+
+/// Ports in each switch's relay range: 200 calls at 4 ports each (the
+/// 100 cps tests keep more than 100 calls up when the machine is loaded).
+const MEDIA_BLOCK: u16 = 800;
+
 fn reserve_block(lo: u16, hi: u16, len: u16, check: bool) -> u16 {
     let slots = u64::from((hi - lo) / len);
     for _ in 0..500 {
@@ -327,6 +341,8 @@ pub struct Switch {
     pub http: SocketAddr,
     dir: PathBuf,
     log: PathBuf,
+    /// First port of the relay range reserved for it.
+    media_block: u16,
 }
 
 fn send_signal(pid: u32, signal: &str) {
@@ -362,13 +378,11 @@ impl Switch {
     /// Writes `dir/switch.toml` and starts the switch in `dir` (so its default
     /// store lands there), logging to `dir/switch.log`.
     pub fn start(dir: &Path, cfg: &SwitchCfg) -> Switch {
-        // An 800-port relay range of our own (200 calls at 4 ports each: the
-        // 100 cps tests keep more than 100 calls up when the machine is
-        // loaded), away from the default 20000-29999. Ports another process
-        // holds are skipped by the relay's pool.
-        let media = reserve_block(20000, 32000, 800, false);
+        // A relay range of our own, away from the default 20000-29999;
+        // ports another process holds are skipped by the relay's pool.
+        let media = reserve_block(20000, 32000, MEDIA_BLOCK, false);
         let config = dir.join("switch.toml");
-        std::fs::write(&config, cfg.to_toml(media, media + 799))
+        std::fs::write(&config, cfg.to_toml(media, media + MEDIA_BLOCK - 1))
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
         let log = dir.join("switch.log");
         let log_file = std::fs::File::create(&log)
@@ -409,6 +423,7 @@ impl Switch {
             http: SocketAddr::from(([0, 0, 0, 0], 0)),
             dir: dir.to_owned(),
             log,
+            media_block: media,
         };
         let (mut udp, mut tcp, mut http) = (None, None, None);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -554,6 +569,9 @@ impl Drop for Switch {
                 eprintln!("e2e: switch in {} had to be killed", self.dir.display());
             }
         }
+        // The process is gone with its sockets: its relay range is free
+        // for the next switch this test binary starts.
+        release_block(self.media_block, MEDIA_BLOCK);
     }
 }
 

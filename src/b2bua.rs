@@ -623,43 +623,24 @@ impl B2bua {
             o.anchor_audio(self.media_ip, media_b.local().port());
         }
         let caller = req.core.from.uri.user().unwrap_or("anonymous").to_owned();
-        let host = trunk.address.host.clone();
-        let port = trunk.address.port;
-        let tparam = if transport == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
-        let target = format!("sip:{number}@{host}:{port}{tparam}");
-        let (Ok(request_uri), Some(from), Some(to)) = (
-            Uri::parse_str(&target),
-            name_addr(&format!("<sip:{caller}@{}>", self.public_host)),
-            name_addr(&format!("<sip:{number}@{host}>")),
+        // A B2BUA is a loop risk like a proxy: carry Max-Forwards down.
+        let max_forwards = req.core.max_forwards.map_or(70, |m| m.saturating_sub(1));
+        let body = b_offer.as_ref().map(|o| o.to_bytes()).unwrap_or_default();
+        let Some(b) = self.invite_trunk(
+            ep,
+            TrunkTarget {
+                trunk: &trunk,
+                destination,
+                transport,
+            },
+            &caller,
+            &number,
+            body,
+            max_forwards,
+            now,
         ) else {
             return reject(ep, 484);
         };
-        let credentials = match (&trunk.username, &trunk.password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.clone(),
-            }),
-            _ => None,
-        };
-        // A B2BUA is a loop risk like a proxy: carry Max-Forwards down.
-        let max_forwards = req.core.max_forwards.map_or(70, |m| m.saturating_sub(1));
-        let b = ep.invite(
-            OutgoingInvite {
-                request_uri,
-                from,
-                to,
-                destination,
-                transport,
-                body: b_offer.as_ref().map(|o| o.to_bytes()).unwrap_or_default(),
-                max_forwards,
-                credentials,
-            },
-            now,
-        );
         self.next_call += 1;
         let id = self.next_call;
         let session_id = new_session_id(&self.node);
@@ -707,6 +688,78 @@ impl B2bua {
         self.legs.insert(leg, (id, Side::A));
         self.legs.insert(b, (id, Side::B));
         self.metrics.calls_active.set(self.calls.len() as i64);
+    }
+
+    /// The end of a call the HTTP side can see (already out of its map):
+    /// counted, recorded, shown as `release`.
+    fn finish_call(&self, view: &crate::registry::CallView, e: Ending) {
+        self.metrics.call_ended(e.outcome.as_str());
+        self.cdr.send(CdrEvent::End {
+            session_id: view.session_id.clone(),
+            end: CallRecordEnd {
+                ring_ms: e.ring_ms,
+                answer_ms: e.answer_ms,
+                end_ms: now_ms(),
+                outcome: e.outcome,
+                sip_status: e.sip_status,
+                codecs: e.codecs,
+                quality: Some(stats_json(&e.stats)),
+                trunk: e.trunk,
+            },
+        });
+        view.release(Instant::now());
+        self.metrics.calls_active.set(self.active_calls() as i64);
+    }
+
+    /// Sends an INVITE for `callee` to a trunk (new dialog: Call-ID, tags,
+    /// branch are the endpoint's), with the trunk's digest credentials.
+    /// `None` when the names do not make a valid SIP URI.
+    #[allow(clippy::too_many_arguments)]
+    fn invite_trunk(
+        &self,
+        ep: &mut Endpoint,
+        target: TrunkTarget<'_>,
+        caller: &str,
+        callee: &str,
+        body: Bytes,
+        max_forwards: u8,
+        now: Instant,
+    ) -> Option<LegId> {
+        let TrunkTarget {
+            trunk,
+            destination,
+            transport,
+        } = target;
+        let host = &trunk.address.host;
+        let port = trunk.address.port;
+        let tparam = if transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let request_uri = Uri::parse_str(&format!("sip:{callee}@{host}:{port}{tparam}")).ok()?;
+        let from = name_addr(&format!("<sip:{caller}@{}>", self.public_host))?;
+        let to = name_addr(&format!("<sip:{callee}@{host}>"))?;
+        let credentials = match (&trunk.username, &trunk.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        };
+        Some(ep.invite(
+            OutgoingInvite {
+                request_uri,
+                from,
+                to,
+                destination,
+                transport,
+                body,
+                max_forwards,
+                credentials,
+            },
+            now,
+        ))
     }
 
     /// Opens the two relay legs of a new call (`None`: no ports left, or the
@@ -1366,6 +1419,35 @@ pub(crate) fn send_dtmf_info(
         Bytes::from(body),
         now,
     )
+}
+
+/// How a call ended, for its record.
+struct Ending {
+    ring_ms: Option<i64>,
+    answer_ms: Option<i64>,
+    outcome: store::Outcome,
+    sip_status: Option<u16>,
+    codecs: String,
+    stats: CallStats,
+    trunk: Option<String>,
+}
+
+/// `app=AMR trunk=PCMA`: the encodings each leg used, for the record.
+fn codecs_label(legs: &[(&str, Option<&LegFormat>)]) -> String {
+    legs.iter()
+        .map(|(name, f)| {
+            let enc = f.map_or("-".to_owned(), |f| app::encoding_name(f.encoding));
+            format!("{name}={enc}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where an INVITE to a trunk goes.
+struct TrunkTarget<'a> {
+    trunk: &'a Trunk,
+    destination: SocketAddr,
+    transport: Transport,
 }
 
 /// The leg an endpoint event is about.

@@ -227,6 +227,25 @@ impl Service {
         });
     }
 
+    /// The reply to a start: the app's answer, or the refusal (its record
+    /// ends at once).
+    fn started(
+        &self,
+        view: &CallView,
+        started: Result<AppAnswer, AppCallError>,
+    ) -> Result<CallStarted, Failure> {
+        match started {
+            Ok(answer) => Ok(CallStarted {
+                session_id: view.session_id.clone(),
+                answer: call_answer(answer),
+            }),
+            Err(e) => {
+                self.refused(view, &e);
+                Err(call_failure(e))
+            }
+        }
+    }
+
     async fn start_p2p(
         &self,
         req: StartCallReq,
@@ -266,16 +285,7 @@ impl Service {
                 }))
             })
             .await;
-        match started {
-            Ok(answer) => Ok(CallStarted {
-                session_id,
-                answer: call_answer(answer),
-            }),
-            Err(e) => {
-                self.refused(&view, &e);
-                Err(call_failure(e))
-            }
-        }
+        self.started(&view, started)
     }
 
     /// The session an opdata names, if the acting app may use it: the
@@ -541,16 +551,7 @@ impl api::Switch for Service {
                 }))
             })
             .await;
-        match started {
-            Ok(answer) => Ok(CallStarted {
-                session_id,
-                answer: call_answer(answer),
-            }),
-            Err(e) => {
-                self.refused(&view, &e);
-                Err(call_failure(e))
-            }
-        }
+        self.started(&view, started)
     }
 
     async fn stop_call(&self, req: SessionReq) -> Result<(), Failure> {

@@ -13,21 +13,16 @@
 //! whatever the trunk picks from our offer, the relay forwards, converts the
 //! AMR payload mode or transcodes between the two.
 
-use super::{
-    dtmf_relay_digit, leg_format, name_addr, parse_sdp, send_dtmf_info, trunk_codecs, B2bua,
-};
-use crate::cdr::CdrEvent;
+use super::{dtmf_relay_digit, leg_format, parse_sdp, send_dtmf_info, trunk_codecs, B2bua};
 use crate::registry::{CallStats, CallView, PeerStatus};
-use crate::store::{now_ms, CallRecordEnd, Outcome};
+use crate::store::{now_ms, Outcome};
 use bytes::Bytes;
 use media::driver::{LegHandle, LegKey, MediaDriver};
 use media::format::{Encoding, LegFormat};
 use media::relay::LegConfig;
-use sip::auth::Credentials;
-use sip::endpoint::{ClientTxnId, Endpoint, Event, LegId, OutgoingInvite, ServerTxnId};
-use sip::message::{Method, Request, Response, Uri};
+use sip::endpoint::{ClientTxnId, Endpoint, Event, LegId, ServerTxnId};
+use sip::message::{Method, Request, Response};
 use sip::sdp::{self, CodecSpec, SessionDescription};
-use sip::transport::Transport;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -163,12 +158,10 @@ pub(super) struct AppCall {
 
 impl AppCall {
     fn codecs(&self) -> String {
-        let name = |f: Option<&LegFormat>| f.map_or("-".to_owned(), |f| encoding_name(f.encoding));
-        format!(
-            "app={} trunk={}",
-            name(Some(&self.app_format)),
-            name(self.trunk_format.as_ref())
-        )
+        super::codecs_label(&[
+            ("app", Some(&self.app_format)),
+            ("trunk", self.trunk_format.as_ref()),
+        ])
     }
 }
 
@@ -439,43 +432,17 @@ impl B2bua {
         );
         sdp::add_amr_mode_twins(&mut offer);
 
-        let host = trunk.address.host.clone();
-        let port = trunk.address.port;
-        let tparam = if transport == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
+        let target = super::TrunkTarget {
+            trunk: &trunk,
+            destination,
+            transport,
         };
-        let target = format!("sip:{callee}@{host}:{port}{tparam}");
-        let (Ok(request_uri), Some(from), Some(to)) = (
-            Uri::parse_str(&target),
-            name_addr(&format!("<sip:{caller}@{}>", self.public_host)),
-            name_addr(&format!("<sip:{callee}@{host}>")),
-        ) else {
+        let Some(b) = self.invite_trunk(ep, target, &caller, &callee, offer.to_bytes(), 70, now)
+        else {
             self.release_media(media_app).await;
             self.release_media(media_trunk).await;
             return Err(AppCallError::NoTrunk(callee));
         };
-        let credentials = match (&trunk.username, &trunk.password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.clone(),
-            }),
-            _ => None,
-        };
-        let b = ep.invite(
-            OutgoingInvite {
-                request_uri,
-                from,
-                to,
-                destination,
-                transport,
-                body: offer.to_bytes(),
-                max_forwards: 70,
-                credentials,
-            },
-            now,
-        );
         self.next_call += 1;
         let id = self.next_call;
         // The live row was written by the HTTP start (CdrEvent::Known).
@@ -750,20 +717,6 @@ impl B2bua {
         } else {
             Outcome::Failed
         });
-        self.metrics.call_ended(outcome.as_str());
-        self.cdr.send(CdrEvent::End {
-            session_id: call.view.session_id.clone(),
-            end: CallRecordEnd {
-                ring_ms: call.ring_ms,
-                answer_ms: call.answer_ms,
-                end_ms: now_ms(),
-                outcome,
-                sip_status: call.sip_status,
-                codecs: call.codecs(),
-                quality: Some(stats_json(&call.last_stats)),
-                trunk: Some(call.trunk.clone()),
-            },
-        });
         tracing::info!(
             session = %call.view.session_id,
             caller = %call.caller,
@@ -773,8 +726,18 @@ impl B2bua {
             secs = (now_ms() - call.call_ms) / 1000,
             "app call ended"
         );
-        call.view.release(Instant::now());
-        self.metrics.calls_active.set(self.active_calls() as i64);
+        self.finish_call(
+            &call.view,
+            super::Ending {
+                ring_ms: call.ring_ms,
+                answer_ms: call.answer_ms,
+                outcome,
+                sip_status: call.sip_status,
+                codecs: call.codecs(),
+                stats: call.last_stats,
+                trunk: Some(call.trunk.clone()),
+            },
+        );
     }
 
     /// Ends every app call (graceful shutdown).

@@ -11,19 +11,15 @@
 //! ring time = local's ringing, answer time = when the two were bridged.
 
 use super::app::{encoding_name, AppCallError};
-use super::{leg_format, name_addr, parse_sdp, trunk_codecs, B2bua};
-use crate::cdr::CdrEvent;
+use super::{leg_format, parse_sdp, trunk_codecs, B2bua};
 use crate::registry::{CallView, PeerStatus};
-use crate::store::{now_ms, CallRecordEnd, Outcome};
+use crate::store::{now_ms, Outcome};
 use media::driver::LegHandle;
 use media::format::LegFormat;
 use media::playback::Wav;
 use media::relay::LegConfig;
-use sip::auth::Credentials;
-use sip::endpoint::{Endpoint, Event, LegId, OutgoingInvite};
-use sip::message::Uri;
+use sip::endpoint::{Endpoint, Event, LegId};
 use sip::sdp::{self, SessionDescription};
-use sip::transport::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,41 +169,16 @@ impl B2bua {
             &trunk_codecs(&trunk),
         );
         sdp::add_amr_mode_twins(&mut offer);
-        let host = trunk.address.host.clone();
-        let port = trunk.address.port;
-        let tparam = if transport == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
+        let target = super::TrunkTarget {
+            trunk: &trunk,
+            destination,
+            transport,
         };
-        let (Ok(request_uri), Some(from), Some(to)) = (
-            Uri::parse_str(&format!("sip:{number}@{host}:{port}{tparam}")),
-            name_addr(&format!("<sip:{caller}@{}>", self.public_host)),
-            name_addr(&format!("<sip:{number}@{host}>")),
-        ) else {
+        let Some(leg) = self.invite_trunk(ep, target, caller, number, offer.to_bytes(), 70, now)
+        else {
             self.release_media(media).await;
             return Err(AppCallError::NoTrunk(number.to_owned()));
         };
-        let credentials = match (&trunk.username, &trunk.password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.clone(),
-            }),
-            _ => None,
-        };
-        let leg = ep.invite(
-            OutgoingInvite {
-                request_uri,
-                from,
-                to,
-                destination,
-                transport,
-                body: offer.to_bytes(),
-                max_forwards: 70,
-                credentials,
-            },
-            now,
-        );
         self.metrics
             .media_ports_free
             .set(self.media.ports_available() as i64);
@@ -446,25 +417,6 @@ impl B2bua {
         } else {
             Outcome::Failed
         });
-        self.metrics.call_ended(outcome.as_str());
-        let name = |f: Option<&LegFormat>| f.map_or("-".to_owned(), |f| encoding_name(f.encoding));
-        self.cdr.send(CdrEvent::End {
-            session_id: call.view.session_id.clone(),
-            end: CallRecordEnd {
-                ring_ms: call.ring_ms,
-                answer_ms: call.bridged_ms,
-                end_ms: now_ms(),
-                outcome,
-                sip_status: call.sip_status,
-                codecs: format!(
-                    "local={} remote={}",
-                    name(call.a.format.as_ref()),
-                    name(call.b.as_ref().and_then(|b| b.format.as_ref()))
-                ),
-                quality: Some(super::stats_json(&stats)),
-                trunk: None,
-            },
-        });
         tracing::info!(
             session = %call.view.session_id,
             local = %call.local,
@@ -472,8 +424,22 @@ impl B2bua {
             outcome = outcome.as_str(),
             "callback ended"
         );
-        call.view.release(Instant::now());
-        self.metrics.calls_active.set(self.active_calls() as i64);
+        let codecs = super::codecs_label(&[
+            ("local", call.a.format.as_ref()),
+            ("remote", call.b.as_ref().and_then(|b| b.format.as_ref())),
+        ]);
+        self.finish_call(
+            &call.view,
+            super::Ending {
+                ring_ms: call.ring_ms,
+                answer_ms: call.bridged_ms,
+                outcome,
+                sip_status: call.sip_status,
+                codecs,
+                stats,
+                trunk: None,
+            },
+        );
     }
 
     pub(super) fn shutdown_callbacks(&mut self, ep: &mut Endpoint, now: Instant) {

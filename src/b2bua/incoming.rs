@@ -20,7 +20,7 @@ use super::app::{encoding_name, AppAnswer, AppCallError, AppMedia, APP_AMR_PT, A
 use super::{leg_format, parse_sdp, B2bua};
 use crate::cdr::CdrEvent;
 use crate::registry::{CallKind, CallView, PeerStatus};
-use crate::store::{self, now_ms, CallRecordEnd, CallRecordStart, Outcome, Store};
+use crate::store::{self, now_ms, CallRecordStart, Outcome, Store};
 use bytes::Bytes;
 use media::driver::LegHandle;
 use media::format::{Encoding, LegFormat};
@@ -186,7 +186,10 @@ impl B2bua {
         } else {
             "bandwidth-efficient"
         };
-        let opdata = serde_json::json!({
+        // Pushed as this object (API.md: the app reads the relay from it);
+        // kept as its compact text, which is what an opdata sent back as an
+        // object or a string is compared with.
+        let opdata_object = serde_json::json!({
             "event": "sip_call_in",
             "caller": caller,
             "callee": number,
@@ -196,8 +199,8 @@ impl B2bua {
             "codec_name": "AMR",
             "payload_mode": payload_mode,
             "rssrc": media_app.ssrc(),
-        })
-        .to_string();
+        });
+        let opdata = opdata_object.to_string();
         view.set_opdata(opdata.clone());
         registry.insert(Arc::clone(&view));
         self.cdr.send(CdrEvent::Start(CallRecordStart {
@@ -216,7 +219,7 @@ impl B2bua {
             serde_json::json!({
                 "event": "p2p_inform_called",
                 "caller": caller,
-                "opdata": opdata,
+                "opdata": opdata_object,
             }),
         );
         self.next_call += 1;
@@ -424,13 +427,8 @@ impl B2bua {
         if let Err(e) = media.bridge(app_leg, trunk_leg).await {
             tracing::warn!(error = %e, "relay bridge failed");
         }
-        call.codecs = format!(
-            "app={} trunk={}",
-            encoding_name(app_format.encoding),
-            trunk_format
-                .as_ref()
-                .map_or("-".to_owned(), |f| encoding_name(f.encoding))
-        );
+        call.codecs =
+            super::codecs_label(&[("app", Some(&app_format)), ("trunk", trunk_format.as_ref())]);
         call.app_format = app_format;
         call.ring_deadline = None;
         call.answer_ms = Some(now_ms());
@@ -587,28 +585,24 @@ impl B2bua {
         } else {
             Outcome::Failed
         });
-        self.metrics.call_ended(outcome.as_str());
-        self.cdr.send(CdrEvent::End {
-            session_id: call.view.session_id.clone(),
-            end: CallRecordEnd {
-                ring_ms: call.ring_ms,
-                answer_ms: call.answer_ms,
-                end_ms: now_ms(),
-                outcome,
-                sip_status: call.sip_status,
-                codecs: call.codecs.clone(),
-                quality: Some(super::stats_json(&stats)),
-                trunk: None,
-            },
-        });
         tracing::info!(
             session = %call.view.session_id,
             caller = %call.caller,
             outcome = outcome.as_str(),
             "call in ended"
         );
-        call.view.release(Instant::now());
-        self.metrics.calls_active.set(self.active_calls() as i64);
+        self.finish_call(
+            &call.view,
+            super::Ending {
+                ring_ms: call.ring_ms,
+                answer_ms: call.answer_ms,
+                outcome,
+                sip_status: call.sip_status,
+                codecs: call.codecs.clone(),
+                stats,
+                trunk: None,
+            },
+        );
     }
 
     pub(super) fn shutdown_inbound(&mut self, ep: &mut Endpoint, now: Instant) {

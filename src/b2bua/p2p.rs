@@ -11,9 +11,8 @@
 
 use super::app::{AppAnswer, AppCallError, AppMedia};
 use super::B2bua;
-use crate::cdr::CdrEvent;
 use crate::registry::{CallStats, CallView, PeerStatus};
-use crate::store::{now_ms, CallRecordEnd, Outcome};
+use crate::store::{now_ms, Outcome};
 use media::driver::LegHandle;
 use media::format::LegFormat;
 use sip::endpoint::Endpoint;
@@ -290,8 +289,7 @@ impl B2bua {
             .await
         {
             tracing::warn!(error = %e, "p2p fallback failed");
-            self.end_p2p_record(&call, Outcome::NoAnswer, CallStats::default());
-            call.view.release(Instant::now());
+            self.end_p2p(&call, Outcome::NoAnswer, CallStats::default());
         }
         self.metrics.calls_active.set(self.active_calls() as i64);
     }
@@ -315,34 +313,26 @@ impl B2bua {
         } else {
             Outcome::Cancelled
         });
-        self.metrics.call_ended(outcome.as_str());
-        self.end_p2p_record(&call, outcome, stats);
-        call.view.release(Instant::now());
-        self.metrics.calls_active.set(self.active_calls() as i64);
+        self.end_p2p(&call, outcome, stats);
         true
     }
 
-    fn end_p2p_record(&self, call: &P2pCall, outcome: Outcome, stats: CallStats) {
-        let name = |f: Option<&LegFormat>| {
-            f.map_or("-".to_owned(), |f| super::app::encoding_name(f.encoding))
-        };
-        self.cdr.send(CdrEvent::End {
-            session_id: call.view.session_id.clone(),
-            end: CallRecordEnd {
+    fn end_p2p(&self, call: &P2pCall, outcome: Outcome, stats: CallStats) {
+        self.finish_call(
+            &call.view,
+            super::Ending {
                 ring_ms: call.ring_ms,
                 answer_ms: call.answer_ms,
-                end_ms: now_ms(),
                 outcome,
                 sip_status: None,
-                codecs: format!(
-                    "a={} b={}",
-                    name(Some(&call.a_format)),
-                    name(call.b_format.as_ref())
-                ),
-                quality: Some(super::stats_json(&stats)),
+                codecs: super::codecs_label(&[
+                    ("a", Some(&call.a_format)),
+                    ("b", call.b_format.as_ref()),
+                ]),
+                stats,
                 trunk: None,
             },
-        });
+        );
     }
 
     fn hookon(&self, call: &mut P2pCall) {

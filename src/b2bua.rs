@@ -245,6 +245,8 @@ pub struct B2bua {
     callback_calls: HashMap<u64, callback::CallbackCall>,
     callback_legs: HashMap<LegId, (u64, callback::Part)>,
     callback_sessions: HashMap<String, u64>,
+    /// Dialled number → its account (or none), and when that was read.
+    number_cache: HashMap<String, (Option<String>, Instant)>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -346,6 +348,7 @@ impl B2bua {
             callback_calls: HashMap::new(),
             callback_legs: HashMap::new(),
             callback_sessions: HashMap::new(),
+            number_cache: HashMap::new(),
         }
     }
 
@@ -690,25 +693,45 @@ impl B2bua {
         self.metrics.calls_active.set(self.calls.len() as i64);
     }
 
-    /// The end of a call the HTTP side can see (already out of its map):
-    /// counted, recorded, shown as `release`.
-    fn finish_call(&self, view: &crate::registry::CallView, e: Ending) {
+    /// The end of a call (already out of the maps): counted now; its relay
+    /// legs are closed, its record written and (for a call the HTTP side
+    /// sees) its view released by a task, so the SIP loop never waits for
+    /// the media loops at a hang-up. The record carries the legs' last
+    /// figures, read as they close.
+    fn finish_call(
+        &self,
+        session_id: String,
+        view: Option<Arc<crate::registry::CallView>>,
+        legs: (Option<LegHandle>, Option<LegHandle>),
+        e: Ending,
+    ) {
         self.metrics.call_ended(e.outcome.as_str());
-        self.cdr.send(CdrEvent::End {
-            session_id: view.session_id.clone(),
-            end: CallRecordEnd {
-                ring_ms: e.ring_ms,
-                answer_ms: e.answer_ms,
-                end_ms: now_ms(),
-                outcome: e.outcome,
-                sip_status: e.sip_status,
-                codecs: e.codecs,
-                quality: Some(stats_json(&e.stats)),
-                trunk: e.trunk,
-            },
-        });
-        view.release(Instant::now());
         self.metrics.calls_active.set(self.active_calls() as i64);
+        let media = Arc::clone(&self.media);
+        let metrics = Arc::clone(&self.metrics);
+        let cdr = self.cdr.clone();
+        tokio::spawn(async move {
+            let stats = release_pair(&media, &metrics, legs.0, legs.1).await;
+            if let (Some(view), Some(stats)) = (&view, stats) {
+                view.set_stats(stats);
+            }
+            cdr.send(CdrEvent::End {
+                session_id,
+                end: CallRecordEnd {
+                    ring_ms: e.ring_ms,
+                    answer_ms: e.answer_ms,
+                    end_ms: now_ms(),
+                    outcome: e.outcome,
+                    sip_status: e.sip_status,
+                    codecs: e.codecs,
+                    quality: stats.as_ref().map(stats_json),
+                    trunk: e.trunk,
+                },
+            });
+            if let Some(view) = view {
+                view.release(Instant::now());
+            }
+        });
     }
 
     /// Sends an INVITE for `callee` to a trunk (new dialog: Call-ID, tags,
@@ -1239,77 +1262,32 @@ impl B2bua {
                 } else {
                     Outcome::Failed
                 });
-                self.metrics.call_ended(outcome.as_str());
-                let stats = self
-                    .release_pair(call.media_a.take(), call.media_b.take())
-                    .await;
                 let codecs = match &call.formats {
-                    Some((a, b)) => format!(
-                        "a={} b={}",
-                        a.as_ref()
-                            .map_or("-".to_owned(), |f| app::encoding_name(f.encoding)),
-                        b.as_ref()
-                            .map_or("-".to_owned(), |f| app::encoding_name(f.encoding)),
-                    ),
+                    Some((a, b)) => codecs_label(&[("a", a.as_ref()), ("b", b.as_ref())]),
                     None => String::new(),
                 };
-                self.cdr.send(CdrEvent::End {
-                    session_id: call.session_id.clone(),
-                    end: CallRecordEnd {
+                let legs = (call.media_a.take(), call.media_b.take());
+                self.finish_call(
+                    call.session_id.clone(),
+                    None,
+                    legs,
+                    Ending {
                         ring_ms: call.ring_ms,
                         answer_ms: call.answer_ms,
-                        end_ms: now_ms(),
                         outcome: outcome.record(),
                         sip_status: call.sip_status,
                         codecs,
-                        quality: stats.as_ref().map(stats_json),
                         trunk: None,
                     },
-                });
+                );
             }
         }
         self.metrics.calls_active.set(self.calls.len() as i64);
     }
 
-    /// Closes a relay leg, adding what it carried to the metrics.
-    /// Closes a call's two relay legs (adding what they carried to the
-    /// metrics) and returns the call's final quality figures, reading each
-    /// leg's counters once.
-    async fn release_pair(&self, a: Option<LegHandle>, b: Option<LegHandle>) -> Option<CallStats> {
-        let ca = match a {
-            Some(leg) => self.release_media(leg).await,
-            None => None,
-        };
-        let cb = match b {
-            Some(leg) => self.release_media(leg).await,
-            None => None,
-        };
-        ca.map(|ca| CallStats::from_legs(&ca, cb.as_ref()))
-    }
-
-    /// Closes a relay leg, adding what it carried to the metrics; returns
-    /// its last counters.
+    /// Closes a relay leg now (set-up failures); see [`release_media`].
     async fn release_media(&self, leg: LegHandle) -> Option<media::relay::LegCounters> {
-        let counters = self.media.counters(&leg).await.ok();
-        if let Some(c) = &counters {
-            self.metrics.rtp_packets_relayed_total.add(c.rtp_out);
-            self.metrics.rtp_bytes_relayed_total.add(c.bytes_out);
-            for (reason, n) in c.drops() {
-                if n > 0 {
-                    self.metrics
-                        .rtp_packets_dropped_total
-                        .with(&[reason])
-                        .add(n);
-                }
-            }
-        }
-        if let Err(e) = self.media.close_leg(leg).await {
-            tracing::warn!(error = %e, "relay leg close failed");
-        }
-        self.metrics
-            .media_ports_free
-            .set(self.media.ports_available() as i64);
-        counters
+        release_media(&self.media, &self.metrics, leg).await
     }
 
     /// What the relay saw: a key press (RFC 4733) on a leg. Where the other
@@ -1428,8 +1406,51 @@ struct Ending {
     outcome: store::Outcome,
     sip_status: Option<u16>,
     codecs: String,
-    stats: CallStats,
     trunk: Option<String>,
+}
+
+/// Closes a call's two relay legs (adding what they carried to the
+/// metrics) and returns the call's final quality figures, reading each
+/// leg's counters once.
+async fn release_pair(
+    media: &MediaDriver,
+    metrics: &Metrics,
+    a: Option<LegHandle>,
+    b: Option<LegHandle>,
+) -> Option<CallStats> {
+    let ca = match a {
+        Some(leg) => release_media(media, metrics, leg).await,
+        None => None,
+    };
+    let cb = match b {
+        Some(leg) => release_media(media, metrics, leg).await,
+        None => None,
+    };
+    ca.map(|ca| CallStats::from_legs(&ca, cb.as_ref()))
+}
+
+/// Closes a relay leg, adding what it carried to the metrics; returns its
+/// last counters.
+async fn release_media(
+    media: &MediaDriver,
+    metrics: &Metrics,
+    leg: LegHandle,
+) -> Option<media::relay::LegCounters> {
+    let counters = media.counters(&leg).await.ok();
+    if let Some(c) = &counters {
+        metrics.rtp_packets_relayed_total.add(c.rtp_out);
+        metrics.rtp_bytes_relayed_total.add(c.bytes_out);
+        for (reason, n) in c.drops() {
+            if n > 0 {
+                metrics.rtp_packets_dropped_total.with(&[reason]).add(n);
+            }
+        }
+    }
+    if let Err(e) = media.close_leg(leg).await {
+        tracing::warn!(error = %e, "relay leg close failed");
+    }
+    metrics.media_ports_free.set(media.ports_available() as i64);
+    counters
 }
 
 /// `app=AMR trunk=PCMA`: the encodings each leg used, for the record.

@@ -153,7 +153,6 @@ pub(super) struct AppCall {
     /// time, the next once the previous is answered (order on UDP).
     info_queue: VecDeque<char>,
     info_pending: Option<ClientTxnId>,
-    last_stats: CallStats,
 }
 
 impl AppCall {
@@ -473,7 +472,6 @@ impl B2bua {
                 sip_status: None,
                 info_queue: VecDeque::new(),
                 info_pending: None,
-                last_stats: CallStats::default(),
             },
         );
         self.metrics.calls_active.set(self.active_calls() as i64);
@@ -704,14 +702,6 @@ impl B2bua {
         };
         call.b_open = false;
         self.sessions.remove(&call.view.session_id);
-        // Final figures as the legs go.
-        if let Some(stats) = self
-            .release_pair(call.media_app.take(), call.media_trunk.take())
-            .await
-        {
-            call.last_stats = stats;
-            call.view.set_stats(stats);
-        }
         let outcome = call.outcome.unwrap_or(if call.answer_ms.is_some() {
             Outcome::Answered
         } else {
@@ -726,15 +716,17 @@ impl B2bua {
             secs = (now_ms() - call.call_ms) / 1000,
             "app call ended"
         );
+        let legs = (call.media_app.take(), call.media_trunk.take());
         self.finish_call(
-            &call.view,
+            call.view.session_id.clone(),
+            Some(Arc::clone(&call.view)),
+            legs,
             super::Ending {
                 ring_ms: call.ring_ms,
                 answer_ms: call.answer_ms,
                 outcome,
                 sip_status: call.sip_status,
                 codecs: call.codecs(),
-                stats: call.last_stats,
                 trunk: Some(call.trunk.clone()),
             },
         );

@@ -406,12 +406,10 @@ impl B2bua {
             return;
         };
         self.callback_sessions.remove(&call.view.session_id);
-        let b_media = call.b.as_mut().and_then(|b| b.media.take());
-        let stats = self
-            .release_pair(call.a.media.take(), b_media)
-            .await
-            .unwrap_or_default();
-        call.view.set_stats(stats);
+        let legs = (
+            call.a.media.take(),
+            call.b.as_mut().and_then(|b| b.media.take()),
+        );
         let outcome = call.outcome.unwrap_or(if call.bridged_ms.is_some() {
             Outcome::Answered
         } else {
@@ -429,14 +427,15 @@ impl B2bua {
             ("remote", call.b.as_ref().and_then(|b| b.format.as_ref())),
         ]);
         self.finish_call(
-            &call.view,
+            call.view.session_id.clone(),
+            Some(Arc::clone(&call.view)),
+            legs,
             super::Ending {
                 ring_ms: call.ring_ms,
                 answer_ms: call.bridged_ms,
                 outcome,
                 sip_status: call.sip_status,
                 codecs,
-                stats,
                 trunk: None,
             },
         );

@@ -32,6 +32,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How long a number's owner (or the absence of one) is remembered.
+const NUMBER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Numbers remembered at most (a trunk dialling many numbers must not grow
+/// the map without bound).
+const NUMBER_CACHE_MAX: usize = 100_000;
+
 /// Sends app events (long poll + push providers); fire and forget, so the
 /// SIP loop never waits for the database or a provider.
 pub trait AppNotifier: Send + Sync {
@@ -110,10 +116,7 @@ impl B2bua {
         trunk_name: &str,
         now: Instant,
     ) -> bool {
-        let Some(env) = self.inbound.as_ref() else {
-            return false;
-        };
-        let account = match env.store.account_for_phone(number).await {
+        let account = match self.bound_account(number, now).await {
             Ok(Some(account)) => account,
             Ok(None) => return false,
             Err(e) => {
@@ -122,10 +125,27 @@ impl B2bua {
                 return true;
             }
         };
+        let Some(env) = self.inbound.as_ref() else {
+            return false;
+        };
         let reject = |ep: &mut Endpoint, status: u16| {
             ep.respond(leg, status, Bytes::new(), now);
             true
         };
+        // Nobody to ring: an app with no login gets neither a poll nor a
+        // push, so the caller hears "unavailable" now, not after the ring
+        // timeout.
+        match env.store.get_login(&account).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.metrics.call_ended(Outcome::NoAnswer.as_str());
+                return reject(ep, 480);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "login lookup failed");
+                return reject(ep, 500);
+            }
+        }
         if env.registry.live_for_account(&account) >= env.max_calls_per_account {
             // Busy here: the callee is already in a call.
             self.metrics.call_ended("busy");
@@ -257,6 +277,35 @@ impl B2bua {
         );
         self.metrics.calls_active.set(self.active_calls() as i64);
         true
+    }
+
+    /// The account a dialled number belongs to. The answer is cached for
+    /// [`NUMBER_CACHE_TTL`] (also "none"), so a busy trunk's INVITEs do not
+    /// each wait on the database in the SIP loop; a number bound or
+    /// unbound elsewhere is seen within that time.
+    async fn bound_account(
+        &mut self,
+        number: &str,
+        now: Instant,
+    ) -> Result<Option<String>, store::StoreError> {
+        let Some(env) = self.inbound.as_ref() else {
+            return Ok(None);
+        };
+        if let Some((account, at)) = self.number_cache.get(number) {
+            if now.saturating_duration_since(*at) < NUMBER_CACHE_TTL {
+                return Ok(account.clone());
+            }
+        }
+        let account = env.store.account_for_phone(number).await?;
+        if self.number_cache.len() >= NUMBER_CACHE_MAX {
+            self.number_cache
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < NUMBER_CACHE_TTL);
+        }
+        if self.number_cache.len() < NUMBER_CACHE_MAX {
+            self.number_cache
+                .insert(number.to_owned(), (account.clone(), now));
+        }
+        Ok(account)
     }
 
     pub(super) fn inbound_poll_timeout(&self) -> Option<Instant> {
@@ -575,11 +624,6 @@ impl B2bua {
             return;
         };
         self.inbound_sessions.remove(&call.view.session_id);
-        let stats = self
-            .release_pair(call.media_app.take(), call.media_trunk.take())
-            .await
-            .unwrap_or_default();
-        call.view.set_stats(stats);
         let outcome = call.outcome.unwrap_or(if call.answer_ms.is_some() {
             Outcome::Answered
         } else {
@@ -591,15 +635,17 @@ impl B2bua {
             outcome = outcome.as_str(),
             "call in ended"
         );
+        let legs = (call.media_app.take(), call.media_trunk.take());
         self.finish_call(
-            &call.view,
+            call.view.session_id.clone(),
+            Some(Arc::clone(&call.view)),
+            legs,
             super::Ending {
                 ring_ms: call.ring_ms,
                 answer_ms: call.answer_ms,
                 outcome,
                 sip_status: call.sip_status,
                 codecs: call.codecs.clone(),
-                stats,
                 trunk: None,
             },
         );

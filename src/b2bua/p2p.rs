@@ -11,7 +11,7 @@
 
 use super::app::{AppAnswer, AppCallError, AppMedia};
 use super::B2bua;
-use crate::registry::{CallStats, CallView, PeerStatus};
+use crate::registry::{CallView, PeerStatus};
 use crate::store::{now_ms, Outcome};
 use media::driver::LegHandle;
 use media::format::LegFormat;
@@ -103,13 +103,15 @@ impl B2bua {
                 return Err(AppCallError::NoPorts);
             }
         };
-        let opdata = serde_json::json!({
+        // Pushed as a JSON object (like sip_call_in's); kept as its compact
+        // text, which is what the HTTP side hands back for either form.
+        let opdata_object = serde_json::json!({
             "event": "p2p",
             "caller": caller,
             "session_id": view.session_id,
             "k": format!("{:032x}", rand::random::<u128>()),
-        })
-        .to_string();
+        });
+        let opdata = opdata_object.to_string();
         view.set_opdata(opdata.clone());
         view.set_legs(media_a.key(), media_b.key());
         view.set_status(PeerStatus::P2pIdle);
@@ -119,7 +121,7 @@ impl B2bua {
                 serde_json::json!({
                     "event": "p2p_inform_called",
                     "caller": caller,
-                    "opdata": opdata,
+                    "opdata": opdata_object,
                 }),
             );
         }
@@ -289,7 +291,7 @@ impl B2bua {
             .await
         {
             tracing::warn!(error = %e, "p2p fallback failed");
-            self.end_p2p(&call, Outcome::NoAnswer, CallStats::default());
+            self.end_p2p(&mut call, Outcome::NoAnswer);
         }
         self.metrics.calls_active.set(self.active_calls() as i64);
     }
@@ -303,23 +305,21 @@ impl B2bua {
         if call.answer_ms.is_none() {
             self.hookon(&mut call);
         }
-        let stats = self
-            .release_pair(call.media_a.take(), call.media_b.take())
-            .await
-            .unwrap_or_default();
-        call.view.set_stats(stats);
         let outcome = outcome.unwrap_or(if call.answer_ms.is_some() {
             Outcome::Answered
         } else {
             Outcome::Cancelled
         });
-        self.end_p2p(&call, outcome, stats);
+        self.end_p2p(&mut call, outcome);
         true
     }
 
-    fn end_p2p(&self, call: &P2pCall, outcome: Outcome, stats: CallStats) {
+    fn end_p2p(&self, call: &mut P2pCall, outcome: Outcome) {
+        let legs = (call.media_a.take(), call.media_b.take());
         self.finish_call(
-            &call.view,
+            call.view.session_id.clone(),
+            Some(Arc::clone(&call.view)),
+            legs,
             super::Ending {
                 ring_ms: call.ring_ms,
                 answer_ms: call.answer_ms,
@@ -329,7 +329,6 @@ impl B2bua {
                     ("a", Some(&call.a_format)),
                     ("b", call.b_format.as_ref()),
                 ]),
-                stats,
                 trunk: None,
             },
         );

@@ -300,6 +300,7 @@ pub async fn run(
     // The long poll's idle time is the switch's; the HTTP layer only needs
     // to let such requests live that long.
     api_cfg.long_poll_timeout = config.push.long_poll_timeout();
+    api_cfg.openapi_extra = Some(http::operator_openapi());
     let api_routes = api::router(service, api_cfg);
     let app = http::count_requests(
         http::with_fallbacks(http::operator_routes(state).merge(api_routes)),

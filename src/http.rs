@@ -196,6 +196,45 @@ pub async fn serve_with_grace(
     }
 }
 
+/// The operator endpoints in OpenAPI form, merged into the app API's
+/// `/openapi.json` so one document describes every route (OPERATIONS.md).
+pub fn operator_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
+    use utoipa::openapi::{ResponseBuilder, ResponsesBuilder};
+    let mut paths = Paths::new();
+    let op = |summary: &str, ok: &str, failure: Option<&str>| {
+        let mut responses =
+            ResponsesBuilder::new().response("200", ResponseBuilder::new().description(ok));
+        if let Some(f) = failure {
+            responses = responses.response("503", ResponseBuilder::new().description(f));
+        }
+        OperationBuilder::new()
+            .summary(Some(summary))
+            .tag("operations")
+            .responses(responses.build())
+            .build()
+    };
+    paths.add_path_operation(
+        "/healthz",
+        vec![HttpMethod::Get],
+        op(
+            "Liveness: SIP, media and store are up",
+            "`{\"status\":\"ok\"}`",
+            Some("`{\"status\":\"failed\",\"reason\":...}` naming what is down"),
+        ),
+    );
+    paths.add_path_operation(
+        "/metrics",
+        vec![HttpMethod::Get],
+        op(
+            "Prometheus text exposition (SIP, calls, RTP relay, HTTP)",
+            "text/plain; version=0.0.4",
+            None,
+        ),
+    );
+    utoipa::openapi::OpenApiBuilder::new().paths(paths).build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,43 +445,4 @@ mod tests {
         assert_eq!(route_label("/healthz"), "/healthz");
         assert_eq!(route_label("/"), "/");
     }
-}
-
-/// The operator endpoints in OpenAPI form, merged into the app API's
-/// `/openapi.json` so one document describes every route (OPERATIONS.md).
-pub fn operator_openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::path::{HttpMethod, OperationBuilder, Paths};
-    use utoipa::openapi::{ResponseBuilder, ResponsesBuilder};
-    let mut paths = Paths::new();
-    let op = |summary: &str, ok: &str, failure: Option<&str>| {
-        let mut responses =
-            ResponsesBuilder::new().response("200", ResponseBuilder::new().description(ok));
-        if let Some(f) = failure {
-            responses = responses.response("503", ResponseBuilder::new().description(f));
-        }
-        OperationBuilder::new()
-            .summary(Some(summary))
-            .tag("operations")
-            .responses(responses.build())
-            .build()
-    };
-    paths.add_path_operation(
-        "/healthz",
-        vec![HttpMethod::Get],
-        op(
-            "Liveness: SIP, media and store are up",
-            "`{\"status\":\"ok\"}`",
-            Some("`{\"status\":\"failed\",\"reason\":...}` naming what is down"),
-        ),
-    );
-    paths.add_path_operation(
-        "/metrics",
-        vec![HttpMethod::Get],
-        op(
-            "Prometheus text exposition (SIP, calls, RTP relay, HTTP)",
-            "text/plain; version=0.0.4",
-            None,
-        ),
-    );
-    utoipa::openapi::OpenApiBuilder::new().paths(paths).build()
 }

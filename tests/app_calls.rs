@@ -25,23 +25,23 @@
 
 mod common;
 
+use common::app::{self, has_time, t, Api, Login, Reply, SmsHook};
+use common::rtp::{amr_tone, pcma_tone, recv_timeout, send_paced, MediaSocket};
+use common::trace::{sdp_formats, traced};
 use common::{
-    free_port, require_sipp, wait_until, Sipp, SippCmd, SippPorts, Switch, SwitchCfg, TestDir,
-    TrunkCfg,
+    free_port, require_sipp, wait_until, SippCmd, SippPorts, Switch, SwitchCfg, TestDir, TrunkCfg,
+    SHORT,
 };
-use media::payload::amr::{self, AmrKind, AmrPayload, PayloadMode};
+use media::payload::amr::{AmrKind, AmrPayload, PayloadMode};
 use media::payload::dtmf::{self, DtmfNotice, DtmfReceiver};
-use media::payload::g711;
 use media::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo};
-use media::transcode::{AmrNbEncoder, AMR_NB_FRAME_SAMPLES};
 use serde_json::{json, Value};
 use softswitch::store::{AnyStore, CallRecord, Store};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The codecs of every trunk here. AMR first, so an AMR app gets AMR on
@@ -56,9 +56,6 @@ const TRUNK_AMR_OA_PT: u8 = 97;
 const ANDROID_AMR_PT: u8 = 114;
 const ANDROID_DTMF_PT: u8 = 101;
 
-/// AMR-NB 12.2 kbit/s, the mode the test's app encodes in.
-const AMR_MODE_122: u8 = 7;
-
 /// Delay the test's app adds before answering the relay's RTCP SR, left
 /// out of its DLSR: to the relay it is indistinguishable from 2 × 20 ms of
 /// network path, so the RTT it measures must be at least this.
@@ -67,253 +64,10 @@ const SIMULATED_RTT_MS: u64 = 40;
 /// The digits sent with `/lwork/mobile/voip/dtmf`.
 const DTMF_DIGITS: &str = "123#";
 
-/// Outer bound for anything that should take a second or two.
-const SHORT: Duration = Duration::from_secs(15);
-
 /// The relay reports every 5 s (randomised over 2.5..7.5 s, the first at
 /// half that, and the first may be an RR when nothing went to the app
 /// yet): an RTT needs the relay's SR and our answer, so up to ~12 s.
 const RTT_WAIT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------------
-
-/// A reply from the switch: HTTP status and JSON body.
-#[derive(Debug)]
-struct Reply {
-    http: u16,
-    json: Value,
-    what: String,
-}
-
-impl Reply {
-    /// The body, after checking it is `{"status":"ok",...}` with HTTP 200.
-    fn ok(&self) -> &Value {
-        assert!(
-            self.http == 200 && self.json["status"] == "ok",
-            "{}: expected HTTP 200 with status ok, got HTTP {} {}",
-            self.what,
-            self.http,
-            self.json
-        );
-        &self.json
-    }
-
-    /// The `reason` of a `{"status":"failed"}` reply.
-    fn failure(&self) -> &str {
-        assert_eq!(
-            self.json["status"], "failed",
-            "{}: expected a failure, got HTTP {} {}",
-            self.what, self.http, self.json
-        );
-        self.json["reason"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{}: failure without a reason: {}", self.what, self.json))
-    }
-}
-
-/// The switch's HTTP façade, spoken with a minimal HTTP/1.1 client over a
-/// TcpStream (the crate has no HTTP client among its dev-dependencies).
-#[derive(Clone, Copy, Debug)]
-struct Api(SocketAddr);
-
-impl Api {
-    fn request(self, method: &str, path: &str, body: Option<&Value>) -> Reply {
-        let what = format!("{method} {path}");
-        let mut s = TcpStream::connect_timeout(&self.0, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("{what}: connect to {}: {e}", self.0));
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let ctype = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/json\r\n"
-        };
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{ctype}\
-             Content-Length: {}\r\n\r\n{body}",
-            self.0,
-            body.len()
-        )
-        .unwrap_or_else(|e| panic!("{what}: write: {e}"));
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .unwrap_or_else(|e| panic!("{what}: read: {e}"));
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| {
-                panic!(
-                    "{what}: no header end in {:?}",
-                    String::from_utf8_lossy(&raw)
-                )
-            });
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let http: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{what}: bad status line in {head:?}"));
-        let chunked = head.lines().any(|l| {
-            let l = l.to_ascii_lowercase();
-            l.starts_with("transfer-encoding:") && l.contains("chunked")
-        });
-        let body = if chunked {
-            dechunk(&raw[split + 4..])
-        } else {
-            raw[split + 4..].to_vec()
-        };
-        let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
-            panic!(
-                "{what}: HTTP {http} body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&body)
-            )
-        });
-        Reply { http, json, what }
-    }
-
-    fn post(self, path: &str, body: Value) -> Reply {
-        self.request("POST", path, Some(&body))
-    }
-
-    /// GET or DELETE with the parameters in the query string, as web pages
-    /// (and the apps' status polls) send them.
-    fn with_query(self, method: &str, path: &str, params: &[(&str, &str)]) -> Reply {
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
-            .collect();
-        self.request(method, &format!("{path}?{}", query.join("&")), None)
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size_txt = String::from_utf8_lossy(&rest[..eol]).into_owned();
-        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {size_txt:?}"));
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[..size.min(rest.len())]);
-        rest = &rest[(size + 2).min(rest.len())..];
-    }
-    out
-}
-
-/// Percent-encoding for a query-string value (RFC 3986 unreserved kept).
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A cache-busting `t`, as the apps send.
-fn t() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string()
-}
-
-// ---------------------------------------------------------------------------------
-// The SMS gateway hook
-// ---------------------------------------------------------------------------------
-
-/// A stand-in SMS gateway: records every JSON body POSTed to it and
-/// answers 200.
-struct SmsHook {
-    addr: SocketAddr,
-    /// (request line, body) of each request.
-    received: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl SmsHook {
-    fn start() -> SmsHook {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SMS hook");
-        let addr = listener.local_addr().expect("SMS hook address");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&received);
-        // Detached: it blocks in accept for the rest of the test process.
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                if let Some(req) = serve_sms(conn) {
-                    log.lock().unwrap().push(req);
-                }
-            }
-        });
-        SmsHook { addr, received }
-    }
-
-    /// The code the switch sent to `phone` for `kind` (the latest one).
-    fn code(&self, phone: &str, kind: &str) -> String {
-        let mut code = None;
-        let found = wait_until(SHORT, || {
-            code = self
-                .received
-                .lock()
-                .unwrap()
-                .iter()
-                .rev()
-                .find(|(_, b)| b["phone"] == phone && b["type"] == kind)
-                .map(|(line, b)| {
-                    assert!(
-                        line.starts_with("POST /sms "),
-                        "the switch called the SMS hook with {line:?}"
-                    );
-                    b["code"].as_str().expect("code is a string").to_owned()
-                });
-            code.is_some()
-        });
-        assert!(
-            found,
-            "no {kind} code for {phone} reached the SMS hook; it got {:?}",
-            self.received.lock().unwrap()
-        );
-        code.unwrap()
-    }
-}
-
-/// Reads one HTTP request (Content-Length body) and answers 200.
-fn serve_sms(conn: TcpStream) -> Option<(String, Value)> {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.trim().eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().ok()?;
-            }
-        }
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).ok()?;
-    let mut conn = conn;
-    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    Some((
-        request_line.trim().to_owned(),
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-    ))
-}
 
 // ---------------------------------------------------------------------------------
 // Switch set-up and accounts
@@ -332,57 +86,34 @@ fn trunk(name: &str, addr: SocketAddr, prefixes: &[&str]) -> TrunkCfg {
 /// The switch's config with `[sms] url` pointing at `sms`.
 fn config(trunks: Vec<TrunkCfg>, sms: &SmsHook) -> SwitchCfg {
     let mut cfg = SwitchCfg::new(trunks);
-    // The harness has no [sms] knob, but `sip_extra` is pasted into the
-    // file right after the [sip] keys, so a table header there opens [sms]
-    // (the [media] header that follows closes it again).
-    cfg.sip_extra = format!("\n[sms]\nurl = \"http://{}/sms\"\n", sms.addr);
+    cfg.sip_extra = sms.toml();
     cfg
 }
 
-/// A logged-in account on one device.
-#[derive(Clone, Debug)]
-struct Login {
-    uuid: String,
-    device: String,
-    token: String,
-}
-
-/// `auth_code` → the code from the SMS hook → `register`.
+/// `auth_code` → the code from the SMS hook (six digits, POSTed to its
+/// `/sms`) → `register`.
 fn register(api: Api, sms: &SmsHook, phone: &str, device: &str, pwd: &str) {
-    api.post(
-        "/lwork/sms/auth_code",
-        json!({"uuid": phone, "device_id": device, "type": "register"}),
-    )
-    .ok();
-    let code = sms.code(phone, "register");
+    app::send_auth_code(api, phone, device);
+    let code = sms.wait_for(phone, "register", |line, b| {
+        assert!(
+            line.starts_with("POST /sms "),
+            "the switch called the SMS hook with {line:?}"
+        );
+        Some(b["code"].as_str().expect("code is a string").to_owned())
+    });
     assert!(
         code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
         "auth code {code:?}: expected 6 digits"
     );
-    api.post(
-        "/lwork/mobile/register",
-        json!({"type": "sms", "uuid": phone, "device_id": device, "auth_code": code,
-               "name": "Test", "pwd": pwd}),
-    )
-    .ok();
+    app::register_with_code(api, phone, device, &code, pwd);
 }
 
+/// `login`, checking the token is a long one.
 fn login(api: Api, acc: &str, pwd: &str, device: &str) -> Login {
-    let r = api.post(
-        "/lwork/mobile/login",
-        json!({"acc": acc, "pwd": pwd, "device_id": device, "clidata": {"os_type": "android"}}),
-    );
-    let v = r.ok();
-    let token = v["token"].as_str().expect("login reply has a token");
+    let login = app::login(api, acc, pwd, device);
+    let token = &login.token;
     assert!(token.len() >= 32, "a login token of {} chars", token.len());
-    Login {
-        uuid: v["uuid"]
-            .as_str()
-            .expect("login reply has a uuid")
-            .to_owned(),
-        device: device.to_owned(),
-        token: token.to_owned(),
-    }
+    login
 }
 
 // ---------------------------------------------------------------------------------
@@ -436,6 +167,17 @@ impl Client {
         .ok();
     }
 
+    /// Polls the status until the relay counted packets from the app
+    /// (`stats.pr` > 0): whether it did within [`SHORT`], and the last status.
+    fn wait_counted(self, api: Api, login: &Login, sid: &str) -> (bool, Value) {
+        let mut last = Value::Null;
+        let counted = wait_until(SHORT, || {
+            last = self.status(api, login, sid).ok().clone();
+            last["stats"]["pr"].as_u64().is_some_and(|pr| pr > 0)
+        });
+        (counted, last)
+    }
+
     /// The call's state from a status reply, checking the field's name.
     fn state(self, reply: &Reply) -> String {
         let v = reply.ok();
@@ -469,23 +211,13 @@ impl Client {
                 self.name
             ),
         };
-        let mut seen: Vec<String> = Vec::new();
         let mut last = Value::Null;
-        let reached = wait_until(SHORT, || {
+        let what = format!("{} call {sid}", self.name);
+        let (reached, seen) = app::watch_states(&what, want, Some(&rank), || {
             let r = self.status(api, login, sid);
             let s = self.state(&r);
-            if seen.last() != Some(&s) {
-                if let Some(prev) = seen.last() {
-                    assert!(
-                        rank(prev) < rank(&s),
-                        "{} call {sid} went from {prev} to {s} (states so far {seen:?})",
-                        self.name
-                    );
-                }
-                seen.push(s.clone());
-            }
             last = r.json;
-            s == want
+            s
         });
         assert!(
             reached,
@@ -525,90 +257,6 @@ struct CallTimes {
 // The app's media
 // ---------------------------------------------------------------------------------
 
-/// An app's RTP socket and its RTCP socket on the next port (where the
-/// relay sends RTCP to an endpoint that signalled only its RTP port).
-struct AppSockets {
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
-}
-
-impl AppSockets {
-    fn bind() -> AppSockets {
-        for _ in 0..200 {
-            let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind an RTP socket");
-            let port = rtp.local_addr().unwrap().port();
-            if port == u16::MAX {
-                continue;
-            }
-            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
-                for s in [&rtp, &rtcp] {
-                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-                }
-                return AppSockets { rtp, rtcp };
-            }
-        }
-        panic!("no pair of adjacent free UDP ports on 127.0.0.1");
-    }
-
-    fn port(&self) -> u16 {
-        self.rtp.local_addr().unwrap().port()
-    }
-}
-
-/// 20 ms of a 440 Hz tone, frame `i` of a continuous signal.
-fn tone_frame(i: usize) -> [i16; AMR_NB_FRAME_SAMPLES] {
-    let mut pcm = [0i16; AMR_NB_FRAME_SAMPLES];
-    for (k, s) in pcm.iter_mut().enumerate() {
-        let n = (i * AMR_NB_FRAME_SAMPLES + k) as f64;
-        *s = (6000.0 * (2.0 * std::f64::consts::PI * 440.0 * n / 8000.0).sin()) as i16;
-    }
-    pcm
-}
-
-/// One second of octet-aligned AMR 12.2 payloads (one frame each), and the
-/// speech bits of each frame (what must come back unchanged).
-fn amr_payloads() -> (Vec<Vec<u8>>, BTreeSet<Vec<u8>>) {
-    let mut enc = AmrNbEncoder::new(false).expect("AMR-NB encoder");
-    let mut payloads = Vec::new();
-    let mut speech = BTreeSet::new();
-    for i in 0..50 {
-        let storage = enc
-            .encode(AMR_MODE_122, &tone_frame(i))
-            .expect("AMR encode");
-        // Storage format (RFC 4867 §5): FT << 3 | Q << 2, then the bits.
-        let (header, bits) = (storage[0], &storage[1..]);
-        assert_eq!((header >> 3) & 0x0F, AMR_MODE_122, "encoder frame type");
-        let mut payload = Vec::new();
-        amr::build(
-            AmrKind::Nb,
-            PayloadMode::OctetAligned,
-            15, // CMR: no mode request
-            &[(AMR_MODE_122, true, bits)],
-            &mut payload,
-        )
-        .expect("AMR payload");
-        let mut frame = Vec::new();
-        AmrPayload::parse(AmrKind::Nb, PayloadMode::OctetAligned, &payload)
-            .expect("our own payload parses")
-            .frame_data(0, &mut frame)
-            .expect("frame 0");
-        speech.insert(frame);
-        payloads.push(payload);
-    }
-    (payloads, speech)
-}
-
-/// One second of A-law payloads of the same tone.
-fn pcma_payloads() -> Vec<Vec<u8>> {
-    (0..50)
-        .map(|i| {
-            let mut payload = Vec::new();
-            g711::encode_alaw(&tone_frame(i), &mut payload);
-            payload
-        })
-        .collect()
-}
-
 /// What the app sends: `payloads` in a loop, one per 20 ms.
 struct Outgoing<'a> {
     sock: &'a UdpSocket,
@@ -620,27 +268,12 @@ struct Outgoing<'a> {
 
 /// Sends until `stop` on an absolute 20 ms schedule; counts into `sent`.
 fn send_rtp(out: &Outgoing<'_>, stop: &AtomicBool, sent: &AtomicUsize) {
-    let t0 = Instant::now();
-    let mut i = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        let due = t0 + Duration::from_millis(20 * i as u64);
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let mut pkt = Vec::new();
-        media::rtp::write(
-            &mut pkt,
-            i == 0,
-            out.payload_type,
-            1000u16.wrapping_add(i as u16),
-            (i * AMR_NB_FRAME_SAMPLES) as u32,
-            out.ssrc,
-            &out.payloads[i % out.payloads.len()],
-        );
+    send_paced(stop, out.payload_type, out.ssrc, out.payloads, |pkt| {
         out.sock
-            .send_to(&pkt, out.to)
+            .send_to(pkt, out.to)
             .unwrap_or_else(|e| panic!("send RTP to {}: {e}", out.to));
         sent.fetch_add(1, Ordering::Relaxed);
-        i += 1;
-    }
+    });
 }
 
 /// One RTP packet the app received.
@@ -684,16 +317,9 @@ fn receive_rtp(
         }
     };
     while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+        let (n, from) = match recv_timeout(sock, &mut buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
             Err(e) => panic!("recv on the app's RTP socket: {e}"),
         };
         let pkt = &buf[..n];
@@ -784,16 +410,9 @@ fn app_rtcp(
                 .unwrap_or_else(|e| panic!("send RTCP SR to {relay}: {e}"));
             log.lock().unwrap().our_lsrs.push(rtcp::ntp_middle32(ntp));
         }
-        let n = match sock.recv_from(&mut buf) {
-            Ok((n, _)) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+        let n = match recv_timeout(sock, &mut buf) {
+            Ok(Some((n, _))) => n,
+            Ok(None) => continue,
             Err(e) => panic!("recv on the app's RTCP socket: {e}"),
         };
         let arrived = Instant::now();
@@ -888,9 +507,9 @@ struct AndroidResult {
 /// An Android call to `number` on a trunk answering AMR octet-aligned and
 /// echoing: states, stats (pr, rttms), the echoed audio, DTMF, stop.
 fn android_call(api: Api, sw: &Switch, login: &Login, number: &str) -> AndroidResult {
-    let app = AppSockets::bind();
+    let app = MediaSocket::bind();
     let our_ssrc = 0x5A5A_0001;
-    let (payloads, speech) = amr_payloads();
+    let (payloads, speech) = amr_tone(440.0);
     let start_sent = Instant::now();
     let r = api.post(
         ANDROID.start,
@@ -948,11 +567,7 @@ fn android_call(api: Api, sw: &Switch, login: &Login, number: &str) -> AndroidRe
 
         // The relay counts what the app sends, and what the trunk echoes
         // comes back to the app.
-        let mut last = Value::Null;
-        let counted = wait_until(SHORT, || {
-            last = ANDROID.status(api, login, &sid).ok().clone();
-            last["stats"]["pr"].as_u64().is_some_and(|pr| pr > 0)
-        });
+        let (counted, last) = ANDROID.wait_counted(api, login, &sid);
         assert!(counted, "stats.pr stays 0: {last}\n{}", sw.log_tail(30));
         assert_eq!(
             last["stats"]["ip"], "127.0.0.1",
@@ -1151,7 +766,7 @@ fn sdp_call(
     want_rtpmap: &str,
     payloads: &[Vec<u8>],
 ) -> CallTimes {
-    let app = AppSockets::bind();
+    let app = MediaSocket::bind();
     let sdp = offer(app.port(), offer_formats, offer_attrs);
     let start_sent = Instant::now();
     let v = api
@@ -1198,11 +813,7 @@ fn sdp_call(
         sc.spawn(|| receive_rtp(&app.rtp, pt, None, &stop, &heard));
         let states = client.watch(api, sw, login, &sid, "hookoff");
         let hookoff_seen = Instant::now();
-        let mut last = Value::Null;
-        let counted = wait_until(SHORT, || {
-            last = client.status(api, login, &sid).ok().clone();
-            last["stats"]["pr"].as_u64().is_some_and(|pr| pr > 0)
-        });
+        let (counted, last) = client.wait_counted(api, login, &sid);
         assert!(counted, "{} stats.pr stays 0: {last}", client.name);
         let echoed = wait_until(SHORT, || heard.lock().unwrap().audio.len() >= 10);
         assert!(
@@ -1259,58 +870,15 @@ fn sdp_call(
 }
 
 // ---------------------------------------------------------------------------------
-// SIPp traces and history
+// History
 // ---------------------------------------------------------------------------------
-
-/// The SDP bodies of the INVITEs a SIPp uas received, in order.
-fn invites_received(sipp: &Sipp) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in sipp.files_ending("_messages.log") {
-        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default()).into_owned();
-        for block in text.split("-----------------------------------------------") {
-            if !block.contains("message received") {
-                continue;
-            }
-            let msg: Vec<&str> = block
-                .lines()
-                .skip(2)
-                .map(str::trim)
-                .skip_while(|l| l.is_empty())
-                .collect();
-            if msg.first().is_some_and(|l| l.starts_with("INVITE ")) {
-                out.push(msg.join("\n"));
-            }
-        }
-    }
-    out
-}
-
-/// The `m=audio` formats of a SIP message's SDP.
-fn m_formats(msg: &str) -> Vec<&str> {
-    msg.lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .map(|m| m.split_whitespace().skip(2).collect())
-        .unwrap_or_default()
-}
-
-/// The first page of the account's call history.
-fn history(api: Api, login: &Login) -> Vec<Value> {
-    let v = api
-        .post(
-            "/lwork/mobile/call_history",
-            json!({"uuid": login.uuid, "start_id": 0, "num": 20, "token": login.token}),
-        )
-        .ok()
-        .clone();
-    v["history"].as_array().expect("history is a list").clone()
-}
 
 /// Waits until the history has a group for each of `numbers`; returns the
 /// groups by callee.
 fn history_groups(api: Api, sw: &Switch, login: &Login, numbers: &[&str]) -> Vec<Value> {
     let mut groups = Vec::new();
     let complete = wait_until(SHORT, || {
-        groups = history(api, login);
+        groups = login.history(api);
         numbers
             .iter()
             .all(|n| groups.iter().any(|g| g["callee"] == *n))
@@ -1323,19 +891,11 @@ fn history_groups(api: Api, sw: &Switch, login: &Login, numbers: &[&str]) -> Vec
     numbers
         .iter()
         .map(|n| {
-            let g = groups.iter().find(|g| g["callee"] == *n).unwrap().clone();
+            let g = groups.iter().find(|g| g["callee"] == *n).unwrap();
             assert_eq!(g["caller"], login.uuid.as_str(), "caller of {g}");
-            assert_eq!(g["times"], 1, "exactly one record of the call to {n}: {g}");
-            let detail = g["detail"].as_array().expect("detail");
-            assert_eq!(detail.len(), 1, "one detail for {n}: {g}");
-            assert_eq!(detail[0]["type"], "outbound", "call kind: {g}");
-            assert!(
-                detail[0]["calltime"]
-                    .as_str()
-                    .is_some_and(|s| !s.is_empty()),
-                "calltime: {g}"
-            );
-            detail[0].clone()
+            let detail = app::single_call(g, "outbound");
+            assert!(has_time(&detail, "calltime"), "calltime: {g}");
+            detail
         })
         .collect()
 }
@@ -1354,8 +914,7 @@ fn check_duration(detail: &Value, times: &CallTimes) {
         .duration_since(times.start_sent)
         .as_secs_f64();
     assert!(
-        detail["starttime"].as_str().is_some_and(|s| !s.is_empty())
-            && detail["ringtime"].as_str().is_some_and(|s| !s.is_empty()),
+        has_time(detail, "starttime") && has_time(detail, "ringtime"),
         "the call to {} rang and was answered: {detail}",
         times.number
     );
@@ -1455,7 +1014,7 @@ fn app_calls_in_three_spellings_relay_media_dtmf_and_rtt() {
         ],
         &["96", "101"],
         "a=rtpmap:96 AMR/8000",
-        &amr_payloads().0,
+        &amr_tone(440.0).0,
     );
     // The web page offers PCMU first, which the trunk does not speak: the
     // switch prefers PCMA, the trunk's, and transcodes it to the trunk's AMR.
@@ -1473,7 +1032,7 @@ fn app_calls_in_three_spellings_relay_media_dtmf_and_rtt() {
         ],
         &["8", "101"],
         "a=rtpmap:8 PCMA/8000",
-        &pcma_payloads(),
+        &pcma_tone(440.0),
     );
 
     let ctx = || sw.log_tail(30);
@@ -1482,10 +1041,14 @@ fn app_calls_in_three_spellings_relay_media_dtmf_and_rtt() {
     // The trunk was offered the app's codec first: AMR (96, with its
     // octet-aligned twin 97 that uas_amr.xml answers) for Android and iOS,
     // PCMA for the web page.
-    let invites = invites_received(&uas);
+    let invites: Vec<String> = traced(&uas)
+        .into_iter()
+        .filter(|m| !m.sent && m.is_request("INVITE"))
+        .map(|m| m.text)
+        .collect();
     assert_eq!(invites.len(), 3, "INVITEs at the trunk: {invites:#?}");
     for (invite, first) in invites.iter().zip(["96", "96", "8"]) {
-        let formats = m_formats(invite);
+        let formats = sdp_formats(invite);
         assert_eq!(
             formats.first().copied(),
             Some(first),
@@ -1551,7 +1114,7 @@ fn call_history_has_one_record_per_call_however_it_ended() {
     let phone = "13800000002";
     register(api, &sms, phone, "android-2", "pw-history");
     let login = login(api, phone, "pw-history", "android-2");
-    let app = AppSockets::bind();
+    let app = MediaSocket::bind();
     let start = |api: Api, number: &str| -> String {
         let v = api
             .post(
@@ -1653,16 +1216,12 @@ fn call_history_has_one_record_per_call_however_it_ended() {
         );
     }
     assert!(
-        details[1]["ringtime"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
+        has_time(&details[1], "ringtime"),
         "the cancelled call rang: {}",
         details[1]
     );
     assert!(
-        details[3]["starttime"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
+        has_time(&details[3], "starttime"),
         "the killed call was answered: {}",
         details[3]
     );

@@ -26,20 +26,16 @@
 
 mod common;
 
-use common::TrunkCfg;
-use common::{require_sipp, wait_until, Sipp, SippCmd, SippPorts, Switch, SwitchCfg, TestDir};
-use media::payload::g711;
+use common::app::{self, has_time, Api, Login, SmsHook};
+use common::rtp::{stream_both, End, MediaSocket};
+use common::trace::wait_received;
+use common::{
+    media_range, require_sipp, wait_until, Sipp, SippCmd, SippPorts, Switch, SwitchCfg, TestDir,
+    TrunkCfg, SHORT,
+};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Outer bound for anything that should take a second or two.
-const SHORT: Duration = Duration::from_secs(15);
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The user's own phone and the party it wants to talk to, each routed to
 /// its own trunk by its first digit.
@@ -56,247 +52,6 @@ const MIN_PACKETS: usize = 25;
 /// A-law, as `uas_pcma_media.xml` answers.
 const PCMA_PT: u8 = 8;
 
-/// Samples per 20 ms at 8 kHz.
-const FRAME: usize = 160;
-
-// ---------------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------------
-
-/// A reply from the switch: HTTP status and JSON body.
-#[derive(Debug)]
-struct Reply {
-    http: u16,
-    json: Value,
-    what: String,
-}
-
-impl Reply {
-    /// The body, after checking it is `{"status":"ok",...}` with HTTP 200.
-    fn ok(&self) -> &Value {
-        assert!(
-            self.http == 200 && self.json["status"] == "ok",
-            "{}: expected HTTP 200 with status ok, got HTTP {} {}",
-            self.what,
-            self.http,
-            self.json
-        );
-        &self.json
-    }
-
-    /// The `reason` of a `{"status":"failed"}` reply.
-    fn failure(&self) -> &str {
-        assert_eq!(
-            self.json["status"], "failed",
-            "{}: expected a failure, got HTTP {} {}",
-            self.what, self.http, self.json
-        );
-        self.json["reason"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{}: failure without a reason: {}", self.what, self.json))
-    }
-}
-
-/// The switch's HTTP façade, spoken with a minimal HTTP/1.1 client over a
-/// TcpStream (the crate has no HTTP client among its dev-dependencies).
-#[derive(Clone, Copy, Debug)]
-struct Api(SocketAddr);
-
-impl Api {
-    fn request(self, method: &str, path: &str, body: Option<&Value>) -> Reply {
-        let what = format!(
-            "{method} {path} {}",
-            body.map(Value::to_string).unwrap_or_default()
-        );
-        let mut s = TcpStream::connect_timeout(&self.0, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("{what}: connect to {}: {e}", self.0));
-        // Long polls last POLL_IDLE_S; everything else is quick.
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let ctype = if body.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/json\r\n"
-        };
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{ctype}\
-             Content-Length: {}\r\n\r\n{body}",
-            self.0,
-            body.len()
-        )
-        .unwrap_or_else(|e| panic!("{what}: write: {e}"));
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .unwrap_or_else(|e| panic!("{what}: read: {e}"));
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| {
-                panic!(
-                    "{what}: no header end in {:?}",
-                    String::from_utf8_lossy(&raw)
-                )
-            });
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let http: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{what}: bad status line in {head:?}"));
-        let chunked = head.lines().any(|l| {
-            let l = l.to_ascii_lowercase();
-            l.starts_with("transfer-encoding:") && l.contains("chunked")
-        });
-        let body = if chunked {
-            dechunk(&raw[split + 4..])
-        } else {
-            raw[split + 4..].to_vec()
-        };
-        let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
-            panic!(
-                "{what}: HTTP {http} body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&body)
-            )
-        });
-        Reply { http, json, what }
-    }
-
-    fn post(self, path: &str, body: Value) -> Reply {
-        self.request("POST", path, Some(&body))
-    }
-
-    /// GET or DELETE with the parameters in the query string, as the apps'
-    /// status polls send them.
-    fn with_query(self, method: &str, path: &str, params: &[(&str, &str)]) -> Reply {
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
-            .collect();
-        self.request(method, &format!("{path}?{}", query.join("&")), None)
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size_txt = String::from_utf8_lossy(&rest[..eol]).into_owned();
-        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {size_txt:?}"));
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[..size.min(rest.len())]);
-        rest = &rest[(size + 2).min(rest.len())..];
-    }
-    out
-}
-
-/// Percent-encoding for a query-string value (RFC 3986 unreserved kept).
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A cache-busting `t`, as the apps send.
-fn t() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string()
-}
-
-// ---------------------------------------------------------------------------------
-// The SMS gateway hook
-// ---------------------------------------------------------------------------------
-
-/// A stand-in SMS gateway: records every JSON body POSTed to it and
-/// answers 200.
-struct SmsHook {
-    addr: SocketAddr,
-    /// (request line, body) of each request.
-    received: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl SmsHook {
-    fn start() -> SmsHook {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SMS hook");
-        let addr = listener.local_addr().expect("SMS hook address");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&received);
-        // Detached: it blocks in accept for the rest of the test process.
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                if let Some(req) = serve_sms(conn) {
-                    log.lock().unwrap().push(req);
-                }
-            }
-        });
-        SmsHook { addr, received }
-    }
-
-    /// The code the switch sent to `phone` for `kind` (the latest one).
-    fn code(&self, phone: &str, kind: &str) -> String {
-        let mut code = None;
-        let found = wait_until(SHORT, || {
-            code = self
-                .received
-                .lock()
-                .unwrap()
-                .iter()
-                .rev()
-                .find(|(_, b)| b["phone"] == phone && b["type"] == kind)
-                .and_then(|(_, b)| b["code"].as_str().map(str::to_owned));
-            code.is_some()
-        });
-        assert!(
-            found,
-            "no {kind} code for {phone} reached the SMS hook; it got {:?}",
-            self.received.lock().unwrap()
-        );
-        code.unwrap()
-    }
-}
-
-/// Reads one HTTP request (Content-Length body) and answers 200.
-fn serve_sms(conn: TcpStream) -> Option<(String, Value)> {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.trim().eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().ok()?;
-            }
-        }
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).ok()?;
-    let mut conn = conn;
-    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    Some((
-        request_line.trim().to_owned(),
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-    ))
-}
-
 // ---------------------------------------------------------------------------------
 // Switch set-up and the account
 // ---------------------------------------------------------------------------------
@@ -312,64 +67,21 @@ fn config(local: SocketAddr, remote: SocketAddr, sms: &SmsHook) -> SwitchCfg {
         trunk("local", local, "1"),
         trunk("remote", remote, "2"),
     ]);
-    // The harness has no [sms] knob, but `sip_extra` is pasted into the
-    // file right after the [sip] keys, so a table header there opens [sms]
-    // (the [media] header that follows closes it again).
-    cfg.sip_extra = format!("\n[sms]\nurl = \"http://{}/sms\"\n", sms.addr);
+    cfg.sip_extra = sms.toml();
     cfg
-}
-
-/// The switch's relay port range, read back from the config it was given.
-fn media_range(dir: &Path) -> (u16, u16) {
-    let path = dir.join("switch.toml");
-    let toml = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let get = |key: &str| -> u16 {
-        toml.lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().parse().ok()).flatten()
-            })
-            .unwrap_or_else(|| panic!("no {key} in {}:\n{toml}", path.display()))
-    };
-    (get("port_min"), get("port_max"))
 }
 
 /// The logged-in account.
 struct User {
     api: Api,
-    token: String,
+    login: Login,
 }
 
 /// `auth_code` → the code from the SMS hook → `register` → `login`.
 fn user(api: Api, sms: &SmsHook) -> User {
-    let pwd = "s3cret-pw";
-    api.post(
-        "/lwork/sms/auth_code",
-        json!({"uuid": ACCOUNT, "device_id": DEVICE, "type": "register"}),
-    )
-    .ok();
-    let code = sms.code(ACCOUNT, "register");
-    api.post(
-        "/lwork/mobile/register",
-        json!({"type": "sms", "uuid": ACCOUNT, "device_id": DEVICE, "auth_code": code,
-               "name": "Test", "pwd": pwd}),
-    )
-    .ok();
-    let r = api.post(
-        "/lwork/mobile/login",
-        json!({"acc": ACCOUNT, "pwd": pwd, "device_id": DEVICE,
-               "clidata": {"os_type": "android"}}),
-    );
-    let v = r.ok();
-    assert_eq!(v["uuid"], ACCOUNT, "login: {v}");
-    User {
-        api,
-        token: v["token"]
-            .as_str()
-            .expect("login reply has a token")
-            .to_owned(),
-    }
+    let login = app::register_and_login(api, sms, ACCOUNT, DEVICE, "s3cret-pw");
+    assert_eq!(login.uuid, ACCOUNT, "login: {login:?}");
+    User { api, login }
 }
 
 impl User {
@@ -378,7 +90,7 @@ impl User {
         let r = self.api.post(
             "/lwork/mobile/callback",
             json!({"uuid": ACCOUNT, "local": LOCAL, "remote": REMOTE, "dev_id": DEVICE,
-                   "token": self.token}),
+                   "token": self.login.token}),
         );
         r.ok()["session_id"]
             .as_str()
@@ -392,22 +104,14 @@ impl User {
             .request(
                 "DELETE",
                 "/lwork/mobile/callback",
-                Some(&json!({"uuid": ACCOUNT, "session_id": sid, "token": self.token})),
+                Some(&json!({"uuid": ACCOUNT, "session_id": sid, "token": self.login.token})),
             )
             .ok();
     }
 
     /// The session's state, read as an Android app reads a call's.
     fn status(&self, sid: &str) -> String {
-        let r = self.api.with_query(
-            "GET",
-            "/lwork/mobile/voip/calls",
-            &[("uuid", ACCOUNT), ("session_id", sid), ("t", &t())],
-        );
-        r.ok()["peer_status"]
-            .as_str()
-            .unwrap_or_else(|| panic!("status without peer_status: {}", r.json))
-            .to_owned()
+        self.login.peer_status(self.api, sid)
     }
 
     /// Polls the status until it is `want`; returns the states seen
@@ -423,20 +127,8 @@ impl User {
             "release" => 5,
             other => panic!("callback state {other:?} is not a callback state"),
         };
-        let mut seen: Vec<String> = Vec::new();
-        let reached = wait_until(SHORT, || {
-            let s = self.status(sid);
-            if seen.last() != Some(&s) {
-                if let Some(prev) = seen.last() {
-                    assert!(
-                        rank(prev) < rank(&s),
-                        "callback {sid} went from {prev} to {s} (states so far {seen:?})"
-                    );
-                }
-                seen.push(s.clone());
-            }
-            s == want
-        });
+        let what = format!("callback {sid}");
+        let (reached, seen) = app::watch_states(&what, want, Some(&rank), || self.status(sid));
         assert!(
             reached,
             "callback {sid} did not reach {want} within {SHORT:?}; states seen {seen:?}\n{}",
@@ -450,14 +142,7 @@ impl User {
     fn history_record(&self, sw: &Switch) -> Value {
         let mut groups = Vec::new();
         let found = wait_until(SHORT, || {
-            let r = self.api.post(
-                "/lwork/mobile/call_history",
-                json!({"uuid": ACCOUNT, "start_id": 0, "num": 20, "token": self.token}),
-            );
-            groups = r.ok()["history"]
-                .as_array()
-                .unwrap_or_else(|| panic!("history is not a list: {}", r.json))
-                .clone();
+            groups = self.login.history(self.api);
             !groups.is_empty()
         });
         assert!(found, "no call history\n{}", sw.log_tail(30));
@@ -468,11 +153,7 @@ impl User {
             (Some(LOCAL), Some(REMOTE)),
             "a callback is recorded as local calling remote: {g}"
         );
-        assert_eq!(g["times"], 1, "exactly one record of the callback: {g}");
-        let detail = g["detail"].as_array().expect("detail is a list");
-        assert_eq!(detail.len(), 1, "one detail: {g}");
-        assert_eq!(detail[0]["type"], "callback", "call kind: {g}");
-        detail[0].clone()
+        app::single_call(g, "callback")
     }
 }
 
@@ -482,40 +163,11 @@ impl User {
 
 /// The first INVITE `sipp` received (its `-trace_msg` log), as text lines.
 fn received_invite(sipp: &Sipp) -> Vec<String> {
-    let mut found = None;
-    wait_until(SHORT, || {
-        for f in sipp.files_ending("_messages.log") {
-            let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default()).into_owned();
-            for block in text.split("-----------------------------------------------") {
-                if !block
-                    .lines()
-                    .nth(1)
-                    .is_some_and(|l| l.contains("message received"))
-                {
-                    continue;
-                }
-                let msg: Vec<String> = block
-                    .lines()
-                    .skip(2)
-                    .map(str::trim)
-                    .skip_while(|l| l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if msg.first().is_some_and(|l| l.starts_with("INVITE ")) {
-                    found = Some(msg);
-                    return true;
-                }
-            }
-        }
-        false
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "sipp {} logged no INVITE within {SHORT:?}\n{}",
-            sipp.name,
-            sipp.report()
-        )
-    })
+    wait_received(sipp, "INVITE", |m| m.is_request("INVITE"))
+        .text
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The user part of the first SIP URI on the line of `msg` that starts with
@@ -562,178 +214,23 @@ fn offered_media(msg: &[String], range: (u16, u16)) -> SocketAddr {
 // Media
 // ---------------------------------------------------------------------------------
 
-/// A test-owned RTP socket, with the next port bound too: the relay sends
-/// RTCP to RTP port + 1, which must not be some other test's RTP socket.
-struct MediaSocket {
-    rtp: UdpSocket,
-    _rtcp: UdpSocket,
-}
-
-impl MediaSocket {
-    fn bind() -> MediaSocket {
-        for _ in 0..200 {
-            let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind an RTP socket");
-            let port = rtp.local_addr().unwrap().port();
-            if port == u16::MAX {
-                continue;
-            }
-            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
-                rtp.set_read_timeout(Some(Duration::from_millis(20)))
-                    .unwrap();
-                return MediaSocket { rtp, _rtcp: rtcp };
-            }
-        }
-        panic!("no pair of adjacent free UDP ports on 127.0.0.1");
-    }
-
-    fn port(&self) -> u16 {
-        self.rtp.local_addr().unwrap().port()
-    }
-}
-
-/// One phone's end of the bridge: its socket, the relay port it sends to,
-/// and one second of A-law payloads of a tone at its own pitch (what the
-/// other phone must get, byte for byte: both legs are PCMA, nothing is
-/// transcoded).
-struct Phone<'a> {
-    name: &'a str,
-    sock: &'a UdpSocket,
-    relay: SocketAddr,
-    payloads: Vec<Vec<u8>>,
-}
-
-impl<'a> Phone<'a> {
-    fn new(name: &'a str, sock: &'a UdpSocket, relay: SocketAddr, hz: f64) -> Phone<'a> {
-        let payloads = (0..50)
-            .map(|i| {
-                let pcm: Vec<i16> = (0..FRAME)
-                    .map(|k| {
-                        let n = (i * FRAME + k) as f64;
-                        (6000.0 * (2.0 * std::f64::consts::PI * hz * n / 8000.0).sin()) as i16
-                    })
-                    .collect();
-                let mut payload = Vec::with_capacity(FRAME);
-                g711::encode_alaw(&pcm, &mut payload);
-                payload
-            })
-            .collect();
-        Phone {
-            name,
-            sock,
-            relay,
-            payloads,
-        }
-    }
-
-    fn frames(&self) -> BTreeSet<Vec<u8>> {
-        self.payloads.iter().cloned().collect()
-    }
-}
-
-/// One RTP packet a phone received.
-#[derive(Debug)]
-struct Rx {
-    from: SocketAddr,
-    pt: u8,
-    payload: Vec<u8>,
-}
-
-/// Sends `phone`'s payloads every 20 ms until `stop`.
-fn send_stream(phone: &Phone<'_>, ssrc: u32, stop: &AtomicBool) {
-    let t0 = Instant::now();
-    let mut i = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        let due = t0 + Duration::from_millis(20 * i as u64);
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let mut pkt = Vec::new();
-        media::rtp::write(
-            &mut pkt,
-            i == 0,
-            PCMA_PT,
-            1000u16.wrapping_add(i as u16),
-            (i * FRAME) as u32,
-            ssrc,
-            &phone.payloads[i % phone.payloads.len()],
-        );
-        phone
-            .sock
-            .send_to(&pkt, phone.relay)
-            .unwrap_or_else(|e| panic!("{}: send RTP to {}: {e}", phone.name, phone.relay));
-        i += 1;
-    }
-}
-
-/// Receives RTP on `phone`'s socket until `stop`; counts into `heard` the
-/// packets carrying one of `other`'s payloads.
-fn receive_stream(
-    phone: &Phone<'_>,
-    other: &BTreeSet<Vec<u8>>,
-    stop: &AtomicBool,
-    heard: &AtomicUsize,
-) -> Vec<Rx> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 2048];
-    while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match phone.sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(e) => panic!("{}: recv: {e}", phone.name),
-        };
-        let pkt = &buf[..n];
-        if media::rtp::is_rtcp(pkt) {
-            continue;
-        }
-        let rtp = media::rtp::parse(pkt)
-            .unwrap_or_else(|e| panic!("{}: not RTP from {from} ({e}): {pkt:02x?}", phone.name));
-        let payload = rtp.payload(pkt).to_vec();
-        if other.contains(&payload) {
-            heard.fetch_add(1, Ordering::Relaxed);
-        }
-        out.push(Rx {
-            from,
-            pt: rtp.payload_type,
-            payload,
-        });
-    }
-    out
-}
-
 /// Streams A-law from both phones until each got [`MIN_PACKETS`] of the
 /// other's payloads, then checks that everything each got came from its
 /// relay port as PCMA, and was the other phone's audio: at the remote phone
 /// nothing else at all; at the local phone only the ringback the switch
 /// played it before the bridge, never after the other phone's audio began.
-fn exchange(local: &Phone<'_>, remote: &Phone<'_>, context: &dyn Fn() -> String) {
-    let (local_frames, remote_frames) = (local.frames(), remote.frames());
-    assert!(local_frames.is_disjoint(&remote_frames));
-    let stop = AtomicBool::new(false);
-    let (heard_l, heard_r) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let (rx_l, rx_r, enough) = std::thread::scope(|s| {
-        s.spawn(|| send_stream(local, 0x0A0A_0001, &stop));
-        s.spawn(|| send_stream(remote, 0x0B0B_0002, &stop));
-        let rl = s.spawn(|| receive_stream(local, &remote_frames, &stop, &heard_l));
-        let rr = s.spawn(|| receive_stream(remote, &local_frames, &stop, &heard_r));
-        let enough = wait_until(SHORT, || {
-            heard_l.load(Ordering::Relaxed) >= MIN_PACKETS
-                && heard_r.load(Ordering::Relaxed) >= MIN_PACKETS
-        });
-        stop.store(true, Ordering::Relaxed);
-        (rl.join().unwrap(), rr.join().unwrap(), enough)
-    });
+fn exchange(local: &End<'_>, remote: &End<'_>, context: &dyn Fn() -> String) {
+    let (local_frames, remote_frames) = (&local.frames, &remote.frames);
+    assert!(local_frames.is_disjoint(remote_frames));
+    let got = stream_both(local, remote, MIN_PACKETS);
+    let (rx_l, rx_r) = (got.rx_a, got.rx_b);
     assert!(
-        enough,
+        got.enough,
         "audio did not cross the bridge: local got {} of remote's packets ({} in all), \
          remote got {} of local's ({} in all), within {SHORT:?}\n{}",
-        heard_l.load(Ordering::Relaxed),
+        got.heard_a,
         rx_l.len(),
-        heard_r.load(Ordering::Relaxed),
+        got.heard_b,
         rx_r.len(),
         context()
     );
@@ -751,17 +248,12 @@ fn exchange(local: &Phone<'_>, remote: &Phone<'_>, context: &dyn Fn() -> String)
         }
     }
     assert!(
-        rx_r.iter().all(|p| local_frames.contains(&p.payload)),
+        rx_r.iter().all(|p| p.carries(local_frames)),
         "remote got something that is not local's audio"
     );
-    let first = rx_l
-        .iter()
-        .position(|p| remote_frames.contains(&p.payload))
-        .unwrap();
+    let first = rx_l.iter().position(|p| p.carries(remote_frames)).unwrap();
     assert!(
-        rx_l[first..]
-            .iter()
-            .all(|p| remote_frames.contains(&p.payload)),
+        rx_l[first..].iter().all(|p| p.carries(remote_frames)),
         "local got something else (ringback?) after remote's audio began"
     );
     eprintln!(
@@ -825,21 +317,21 @@ fn callback_bridges_both_phones_and_delete_ends_both_legs() {
         )
     };
     exchange(
-        &Phone::new("local", &sock_l.rtp, relay_l, 440.0),
-        &Phone::new("remote", &sock_r.rtp, relay_r, 660.0),
+        &End::pcma("local", &sock_l.rtp, relay_l, 440.0),
+        &End::pcma("remote", &sock_r.rtp, relay_r, 660.0),
         &ctx,
     );
     assert_eq!(user.status(&sid), "bridged");
     // One call at a time per account (`[calls] max_calls_per_account` = 1).
     let again = user.api.post(
         "/lwork/mobile/callback",
-        json!({"uuid": ACCOUNT, "local": LOCAL, "remote": REMOTE, "token": user.token}),
+        json!({"uuid": ACCOUNT, "local": LOCAL, "remote": REMOTE, "token": user.login.token}),
     );
     assert_eq!(again.failure(), "busy", "a second callback while one is up");
     let unknown = user.api.request(
         "DELETE",
         "/lwork/mobile/callback",
-        Some(&json!({"uuid": ACCOUNT, "session_id": format!("{sid}0"), "token": user.token})),
+        Some(&json!({"uuid": ACCOUNT, "session_id": format!("{sid}0"), "token": user.login.token})),
     );
     assert_eq!(
         unknown.failure(),
@@ -856,8 +348,7 @@ fn callback_bridges_both_phones_and_delete_ends_both_legs() {
 
     let detail = user.history_record(&sw);
     assert!(
-        detail["ringtime"].as_str().is_some_and(|s| !s.is_empty())
-            && detail["starttime"].as_str().is_some_and(|s| !s.is_empty()),
+        has_time(&detail, "ringtime") && has_time(&detail, "starttime"),
         "local rang and the two were bridged: {detail}"
     );
 }
@@ -896,8 +387,5 @@ fn callback_remote_busy_ends_the_local_leg() {
 
     let detail = user.history_record(&sw);
     assert_eq!(detail["starttime"], "", "never bridged: {detail}");
-    assert!(
-        detail["ringtime"].as_str().is_some_and(|s| !s.is_empty()),
-        "local rang: {detail}"
-    );
+    assert!(has_time(&detail, "ringtime"), "local rang: {detail}");
 }

@@ -149,6 +149,29 @@ async fn deliveries(store: &AnyStore) -> Vec<PushDelivery> {
     store.push_deliveries(ACC, DEV, 100).await.unwrap()
 }
 
+/// Pushes one event to the registered token, which the provider answers
+/// `http_status` (`reason`): the token is dropped, and so is the delivery.
+async fn push_drops_the_token(
+    hub: &PushHub<AnyStore>,
+    store: &AnyStore,
+    http_status: i64,
+    reason: &str,
+) {
+    hub.notify(ACC, Some(DEV), ev(1)).await.unwrap();
+    hub.flush().await;
+    assert!(store.push_tokens(ACC, DEV).await.unwrap().is_empty());
+    let d = deliveries(store).await;
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (
+            d[0].status.as_str(),
+            d[0].http_status,
+            d[0].reason.as_deref()
+        ),
+        ("dropped", Some(http_status), Some(reason))
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // the long poll
 // ---------------------------------------------------------------------------------
@@ -738,6 +761,20 @@ fn apns_config(stand_in: &StandIn, dir: &Path) -> (ApnsConfig, Vec<u8>) {
     )
 }
 
+/// A hub pushing through the stand-in APNs `stand_in` (see [`apns_config`]),
+/// and the public key its JWTs verify with.
+fn apns_hub(store: &AnyStore, stand_in: &StandIn) -> (PushHub<AnyStore>, Vec<u8>) {
+    let (config, public) = apns_config(stand_in, stand_in._dir.path());
+    let config = PushConfig {
+        apns: Some(config),
+        ..PushConfig::default()
+    };
+    (
+        hub_with(store.clone(), &config, Duration::from_millis(200)),
+        public,
+    )
+}
+
 /// What APNs checks of a request; returns the JWT.
 fn check_apns_request(req: &Recorded, public: &[u8]) -> String {
     assert_eq!(req.version, Version::HTTP_2, "APNs speaks only HTTP/2");
@@ -776,12 +813,7 @@ async fn apns_push_and_poll_both_get_the_event(db: TestDb) {
         let store = db.open().await;
         let account = if tls { ACC } else { "acc-h2c" };
         let apns = StandIn::start(tls, fixed(200, "")).await;
-        let (config, public) = apns_config(&apns, apns._dir.path());
-        let config = PushConfig {
-            apns: Some(config),
-            ..PushConfig::default()
-        };
-        let hub = hub_with(store.clone(), &config, Duration::from_millis(200));
+        let (hub, public) = apns_hub(&store, &apns);
         login(&store, account, DEV).await;
         hub.register_token(account, DEV, Provider::Apns, APNS_TOKEN)
             .await
@@ -875,12 +907,7 @@ async fn apns_retries_after_500_and_records_both(db: TestDb) {
         })
     })
     .await;
-    let (config, public) = apns_config(&apns, apns._dir.path());
-    let config = PushConfig {
-        apns: Some(config),
-        ..PushConfig::default()
-    };
-    let hub = hub_with(store.clone(), &config, Duration::from_millis(200));
+    let (hub, public) = apns_hub(&store, &apns);
     hub.register_token(ACC, DEV, Provider::Apns, APNS_TOKEN)
         .await
         .unwrap();
@@ -917,15 +944,7 @@ async fn apns_retries_after_500_and_records_both(db: TestDb) {
 
     // A provider that keeps failing: three attempts, then `failed`.
     let down = StandIn::start(true, fixed(503, r#"{"reason":"ServiceUnavailable"}"#)).await;
-    let (config, _) = apns_config(&down, down._dir.path());
-    let hub = hub_with(
-        store.clone(),
-        &PushConfig {
-            apns: Some(config),
-            ..PushConfig::default()
-        },
-        Duration::from_millis(200),
-    );
+    let (hub, _) = apns_hub(&store, &down);
     hub.notify(ACC, Some(DEV), ev(2)).await.unwrap();
     hub.flush().await;
     assert_eq!(down.seen().len(), 3);
@@ -943,32 +962,12 @@ async fn apns_410_drops_the_token(db: TestDb) {
         fixed(410, r#"{"reason":"Unregistered","timestamp":1}"#),
     )
     .await;
-    let (config, _) = apns_config(&apns, apns._dir.path());
-    let hub = hub_with(
-        store.clone(),
-        &PushConfig {
-            apns: Some(config),
-            ..PushConfig::default()
-        },
-        Duration::from_millis(200),
-    );
+    let (hub, _) = apns_hub(&store, &apns);
     hub.register_token(ACC, DEV, Provider::Apns, APNS_TOKEN)
         .await
         .unwrap();
-    hub.notify(ACC, Some(DEV), ev(1)).await.unwrap();
-    hub.flush().await;
+    push_drops_the_token(&hub, &store, 410, "Unregistered").await;
     assert_eq!(apns.seen().len(), 1, "a dead token is not retried");
-    assert!(store.push_tokens(ACC, DEV).await.unwrap().is_empty());
-    let d = deliveries(&store).await;
-    assert_eq!(d.len(), 1);
-    assert_eq!(
-        (
-            d[0].status.as_str(),
-            d[0].http_status,
-            d[0].reason.as_deref()
-        ),
-        ("dropped", Some(410), Some("Unregistered"))
-    );
     // No token, no push; the poll still has the events.
     hub.notify(ACC, Some(DEV), ev(2)).await.unwrap();
     hub.flush().await;
@@ -1158,17 +1157,5 @@ async fn fcm_unregistered_drops_the_token(db: TestDb) {
     )
     .await;
     let hub = fcm_hub(&store, &fcm).await;
-    hub.notify(ACC, Some(DEV), ev(1)).await.unwrap();
-    hub.flush().await;
-    assert!(store.push_tokens(ACC, DEV).await.unwrap().is_empty());
-    let d = deliveries(&store).await;
-    assert_eq!(d.len(), 1);
-    assert_eq!(
-        (
-            d[0].status.as_str(),
-            d[0].http_status,
-            d[0].reason.as_deref()
-        ),
-        ("dropped", Some(404), Some("UNREGISTERED"))
-    );
+    push_drops_the_token(&hub, &store, 404, "UNREGISTERED").await;
 }

@@ -21,8 +21,10 @@
 
 mod common;
 
+use common::rtp::{drops, metrics_after_calls, rtp_lines};
+use common::trace::{traced, wait_traced, Traced};
 use common::{
-    metric_value, require_sipp, wait_until, Sipp, SippCmd, SippPorts, Switch, SwitchCfg, TestDir,
+    media_range, metric_value, require_sipp, Sipp, SippCmd, SippPorts, Switch, SwitchCfg, TestDir,
     TrunkCfg,
 };
 use std::collections::BTreeSet;
@@ -42,6 +44,9 @@ const PACKET_BYTES: u64 = 12 + FRAME;
 /// The `rtp_packets_dropped_total` label of `DropReason::NotLatched`
 /// (`media/src/relay.rs`).
 const NOT_LATCHED: &str = "not_latched";
+
+/// How long a SIPp message the test waits for may take to be logged.
+const TRACE_WAIT: Duration = Duration::from_secs(10);
 
 struct Setup {
     dir: TestDir,
@@ -74,18 +79,7 @@ impl Setup {
 
     /// The switch's relay port range, read back from the config it was given.
     fn media_range(&self) -> (u16, u16) {
-        let path = self.path().join("switch.toml");
-        let toml = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let get = |key: &str| -> u16 {
-            toml.lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once('=')?;
-                    (k.trim() == key).then(|| v.trim().parse().ok()).flatten()
-                })
-                .unwrap_or_else(|| panic!("no {key} in {}:\n{toml}", path.display()))
-        };
-        (get("port_min"), get("port_max"))
+        media_range(self.path())
     }
 
     /// The callee: `uas.xml` answering `calls` calls, echoing RTP.
@@ -158,98 +152,6 @@ fn write_stream_file(path: &Path, packets: u64) {
 // SIPp message logs
 // ---------------------------------------------------------------------------------
 
-/// One message from a SIPp `-trace_msg` log.
-#[derive(Debug)]
-struct Traced {
-    sent: bool,
-    start_line: String,
-    call_id: String,
-    cseq: String,
-    /// `c=` address and `m=audio` port of the SDP body, if any.
-    sdp: Option<(String, u16)>,
-    text: String,
-}
-
-impl Traced {
-    fn is_request(&self, method: &str) -> bool {
-        self.start_line.starts_with(&format!("{method} "))
-    }
-
-    /// A 200 to an INVITE.
-    fn is_invite_200(&self) -> bool {
-        self.start_line.starts_with("SIP/2.0 200") && self.cseq.ends_with(" INVITE")
-    }
-}
-
-/// Every message of `sipp`'s `*_messages.log` (empty until the file exists).
-fn traced(sipp: &Sipp) -> Vec<Traced> {
-    let mut out = Vec::new();
-    for f in sipp.files_ending("_messages.log") {
-        let text = std::fs::read(&f)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        for block in text.split("-----------------------------------------------") {
-            let mut lines = block.lines().skip(1); // the rest of the separator line
-            let Some(kind) = lines.next() else { continue };
-            let sent = kind.contains("message sent");
-            if !sent && !kind.contains("message received") {
-                continue;
-            }
-            let msg: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
-            let Some(start_line) = msg.first() else {
-                continue;
-            };
-            let header = |name: &str| -> String {
-                msg.iter()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.trim()
-                            .eq_ignore_ascii_case(name)
-                            .then(|| v.trim().to_owned())
-                    })
-                    .unwrap_or_default()
-            };
-            let conn = msg
-                .iter()
-                .find_map(|l| l.strip_prefix("c=IN IP4 "))
-                .map(|a| a.trim().to_owned());
-            let port = msg.iter().find_map(|l| {
-                l.strip_prefix("m=audio ")?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u16>()
-                    .ok()
-            });
-            out.push(Traced {
-                sent,
-                start_line: start_line.trim().to_owned(),
-                call_id: header("Call-ID"),
-                cseq: header("CSeq"),
-                sdp: conn.zip(port),
-                text: msg.join("\n"),
-            });
-        }
-    }
-    out
-}
-
-/// Polls `sipp`'s message log until `pick` finds something (or 10 s pass).
-fn wait_traced<T>(sipp: &Sipp, what: &str, mut pick: impl FnMut(&[Traced]) -> Option<T>) -> T {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(10), || {
-        found = pick(&traced(sipp));
-        found.is_some()
-    });
-    match found {
-        Some(v) if ok => v,
-        _ => panic!(
-            "no {what} in sipp {}'s message log\n{}",
-            sipp.name,
-            sipp.report()
-        ),
-    }
-}
-
 /// Asserts that an SDP a SIPp received points at a relay port of the switch:
 /// 127.0.0.1, a port in `range`, none of `peer_ports` (the other SIPp's own
 /// media ports). Returns the port.
@@ -279,45 +181,6 @@ fn assert_anchored(m: &Traced, range: (u16, u16), peer_ports: &BTreeSet<u16>, wh
 // ---------------------------------------------------------------------------------
 // Metrics
 // ---------------------------------------------------------------------------------
-
-/// Waits until `calls` calls have ended as answered and none is active (the
-/// relay counters are added when a call is removed, before `calls_active`
-/// drops), then returns `/metrics`.
-fn metrics_after_calls(sw: &Switch, calls: u64) -> String {
-    let ok = wait_until(Duration::from_secs(15), || {
-        let m = sw.metrics();
-        metric_value(&m, "calls_total{outcome=\"answered\"}") == Some(calls as f64)
-            && metric_value(&m, "calls_active") == Some(0.0)
-    });
-    let m = sw.metrics();
-    assert!(
-        ok,
-        "the switch did not count {calls} answered calls with none active:\n{}\n{}",
-        rtp_lines(&m),
-        sw.log_tail(30)
-    );
-    m
-}
-
-/// The `rtp_*` and `calls_*` sample lines, for failure messages.
-fn rtp_lines(m: &str) -> String {
-    m.lines()
-        .filter(|l| !l.starts_with('#') && (l.starts_with("rtp_") || l.starts_with("calls_")))
-        .filter(|l| !l.starts_with("rtp_relay_latency"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `(reason, count)` of every `rtp_packets_dropped_total{reason="..."}` sample.
-fn drops(m: &str) -> Vec<(String, u64)> {
-    m.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("rtp_packets_dropped_total{reason=\"")?;
-            let (reason, rest) = rest.split_once("\"}")?;
-            Some((reason.to_owned(), rest.trim().parse::<f64>().ok()? as u64))
-        })
-        .collect()
-}
 
 fn counter(m: &str, series: &str) -> u64 {
     metric_value(m, series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{m}")) as u64
@@ -464,6 +327,16 @@ fn rtp_flows_both_ways_through_the_relay() {
         "unexpected drops {nonzero:?}:\n{}",
         report()
     );
+    // The added-latency histogram saw every forwarded packet (RTP and the
+    // relay's own RTCP are not forwarded packets, so at least the RTP).
+    let latency_count = common::metric_value(&m, "rtp_relay_latency_seconds_count")
+        .unwrap_or_else(|| panic!("no rtp_relay_latency_seconds_count:\n{m}"));
+    let inf = common::metric_value(&m, "rtp_relay_latency_seconds_bucket{le=\"+Inf\"}")
+        .unwrap_or_else(|| panic!("no +Inf bucket:\n{m}"));
+    assert!(
+        latency_count >= relayed as f64 && inf == latency_count,
+        "rtp_relay_latency_seconds_count {latency_count} (+Inf {inf}) for {relayed} relayed"
+    );
 }
 
 /// RTP Bleed: once both legs have latched on the real peers, packets from a
@@ -481,17 +354,17 @@ fn rtp_bleed_is_blocked() {
     let mut uac = s.uac(&sw, 1, PACKETS, 3400);
 
     let peer_ports = BTreeSet::from([s.uac.media, s.uas.media]);
-    let toward_uas = wait_traced(&uas, "INVITE with SDP received", |msgs| {
+    let toward_uas = wait_traced(&uas, "INVITE with SDP received", TRACE_WAIT, |msgs| {
         msgs.iter()
             .find(|m| !m.sent && m.is_request("INVITE") && m.sdp.is_some())
             .map(|m| assert_anchored(m, range, &peer_ports, "INVITE received by the uas"))
     });
-    let toward_uac = wait_traced(&uac, "200 OK with SDP received", |msgs| {
+    let toward_uac = wait_traced(&uac, "200 OK with SDP received", TRACE_WAIT, |msgs| {
         msgs.iter()
             .find(|m| !m.sent && m.is_invite_200() && m.sdp.is_some())
             .map(|m| assert_anchored(m, range, &peer_ports, "200 OK received by the uac"))
     });
-    let acked = wait_traced(&uac, "ACK sent", |msgs| {
+    let acked = wait_traced(&uac, "ACK sent", TRACE_WAIT, |msgs| {
         msgs.iter()
             .any(|m| m.sent && m.is_request("ACK"))
             .then(Instant::now)

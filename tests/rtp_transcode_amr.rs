@@ -32,15 +32,18 @@
 
 mod common;
 
+use common::rtp::{
+    drops, metrics_after_calls, recv_timeout, rtp_lines, rtp_packet, AMR_MODE_122, FRAME,
+};
+use common::trace::{traced, wait_traced, Traced};
 use common::{
-    metric_value, require_sipp, wait_until, Sipp, SippCmd, SippPorts, Switch, SwitchCfg, TestDir,
-    TrunkCfg,
+    media_range, metric_value, require_sipp, wait_until, SippCmd, SippPorts, Switch, SwitchCfg,
+    TestDir, TrunkCfg, SHORT,
 };
 use media::payload::amr::{self, AmrKind, AmrPayload, PayloadMode};
 use media::payload::g711;
-use media::transcode::{AmrNbDecoder, AmrNbEncoder, AMR_NB_FRAME_SAMPLES};
+use media::transcode::{AmrNbDecoder, AmrNbEncoder};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -56,15 +59,8 @@ const PACKETS: usize = 100;
 /// room for a loaded machine, where the sender may fall behind.
 const HOLD_MS: u64 = 4000;
 
-/// Samples per 20 ms at 8 kHz (G.711 and AMR-NB alike).
-const FRAME: usize = AMR_NB_FRAME_SAMPLES;
-
 /// The payload type the caller's SDP gives AMR (`uac_amr_media.xml`).
 const AMR_PT: u8 = 96;
-
-/// AMR-NB 12.2 kbit/s: the mode we encode in, and the one the relay encodes
-/// in towards the AMR side (its transcoder always uses the highest rate).
-const AMR_MODE_122: u8 = 7;
 
 /// Lags searched for the best correlation: ±100 ms, far more than the
 /// codecs' delay (AMR-NB's look-ahead is 5 ms) and a lost first packet.
@@ -139,20 +135,6 @@ fn pcma_packets(pcm: &[i16]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn rtp_packet(i: usize, pt: u8, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-    let mut pkt = Vec::with_capacity(12 + payload.len());
-    media::rtp::write(
-        &mut pkt,
-        i == 0, // marker: start of a talkspurt
-        pt,
-        1000u16.wrapping_add(i as u16),
-        (i * FRAME) as u32,
-        ssrc,
-        payload,
-    );
-    pkt
-}
-
 // ---------------------------------------------------------------------------------
 // What came back
 // ---------------------------------------------------------------------------------
@@ -175,16 +157,9 @@ fn receive(sock: &UdpSocket, stop: &AtomicBool, count: &AtomicUsize) -> (Vec<Rec
     let mut rtcp = 0;
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+        let (n, from) = match recv_timeout(sock, &mut buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
             Err(e) => panic!("recv on {:?}: {e}", sock.local_addr()),
         };
         let pkt = &buf[..n];
@@ -291,186 +266,8 @@ fn max_correlation(sent: &[f64], got: &[f64]) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------
-// SIPp message logs (as in tests/rtp_relay.rs)
-// ---------------------------------------------------------------------------------
-
-/// One message from a SIPp `-trace_msg` log.
-#[derive(Debug)]
-struct Traced {
-    sent: bool,
-    start_line: String,
-    cseq: String,
-    /// `c=` address and `m=audio` port of the SDP body, if any.
-    sdp: Option<(String, u16)>,
-    text: String,
-}
-
-impl Traced {
-    fn is_request(&self, method: &str) -> bool {
-        self.start_line.starts_with(&format!("{method} "))
-    }
-
-    fn is_invite_200(&self) -> bool {
-        self.start_line.starts_with("SIP/2.0 200") && self.cseq.ends_with(" INVITE")
-    }
-
-    /// The `m=audio` line.
-    fn m_audio(&self) -> &str {
-        self.text
-            .lines()
-            .find(|l| l.starts_with("m=audio "))
-            .unwrap_or_default()
-    }
-
-    /// The value of `a=<attr>:<pt> ...` for payload type `pt`.
-    fn attr(&self, attr: &str, pt: u8) -> Option<&str> {
-        let prefix = format!("a={attr}:{pt} ");
-        self.text
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .map(str::trim)
-    }
-
-    /// The relay's address in the SDP.
-    fn media_addr(&self) -> SocketAddr {
-        let (ip, port) = self
-            .sdp
-            .as_ref()
-            .unwrap_or_else(|| panic!("no c=/m=audio in\n{}", self.text));
-        SocketAddr::new(ip.parse().expect("c= address"), *port)
-    }
-}
-
-/// Every message of `sipp`'s `*_messages.log` (empty until the file exists).
-fn traced(sipp: &Sipp) -> Vec<Traced> {
-    let mut out = Vec::new();
-    for f in sipp.files_ending("_messages.log") {
-        let text = std::fs::read(&f)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        for block in text.split("-----------------------------------------------") {
-            let mut lines = block.lines().skip(1); // the rest of the separator line
-            let Some(kind) = lines.next() else { continue };
-            let sent = kind.contains("message sent");
-            if !sent && !kind.contains("message received") {
-                continue;
-            }
-            let msg: Vec<&str> = lines
-                .skip_while(|l| l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let Some(start_line) = msg.first() else {
-                continue;
-            };
-            let cseq = msg
-                .iter()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim().eq_ignore_ascii_case("CSeq").then(|| v.trim())
-                })
-                .unwrap_or_default()
-                .to_owned();
-            let conn = msg
-                .iter()
-                .find_map(|l| l.strip_prefix("c=IN IP4 "))
-                .map(|a| a.trim().to_owned());
-            let port = msg.iter().find_map(|l| {
-                l.strip_prefix("m=audio ")?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u16>()
-                    .ok()
-            });
-            out.push(Traced {
-                sent,
-                start_line: (*start_line).to_owned(),
-                cseq,
-                sdp: conn.zip(port),
-                text: msg.join("\n"),
-            });
-        }
-    }
-    out
-}
-
-/// Polls `sipp`'s message log until `pick` finds something (or 15 s pass).
-fn wait_traced<T>(sipp: &Sipp, what: &str, mut pick: impl FnMut(Vec<Traced>) -> Option<T>) -> T {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(15), || {
-        found = pick(traced(sipp));
-        found.is_some()
-    });
-    match found {
-        Some(v) if ok => v,
-        _ => panic!(
-            "no {what} in sipp {}'s message log\n{}",
-            sipp.name,
-            sipp.report()
-        ),
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Metrics (as in tests/rtp_relay.rs)
-// ---------------------------------------------------------------------------------
-
-/// Waits until `calls` calls have ended as answered and none is active (the
-/// relay counters are added when a call is removed), then returns `/metrics`.
-fn metrics_after_calls(sw: &Switch, calls: u64) -> String {
-    let ok = wait_until(Duration::from_secs(15), || {
-        let m = sw.metrics();
-        metric_value(&m, "calls_total{outcome=\"answered\"}") == Some(calls as f64)
-            && metric_value(&m, "calls_active") == Some(0.0)
-    });
-    let m = sw.metrics();
-    assert!(
-        ok,
-        "the switch did not count {calls} answered calls with none active:\n{}\n{}",
-        rtp_lines(&m),
-        sw.log_tail(30)
-    );
-    m
-}
-
-/// The `rtp_*` and `calls_*` sample lines, for failure messages.
-fn rtp_lines(m: &str) -> String {
-    m.lines()
-        .filter(|l| !l.starts_with('#') && (l.starts_with("rtp_") || l.starts_with("calls_")))
-        .filter(|l| !l.starts_with("rtp_relay_latency"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `(reason, count)` of every `rtp_packets_dropped_total{reason="..."}` sample.
-fn drops(m: &str) -> Vec<(String, u64)> {
-    m.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("rtp_packets_dropped_total{reason=\"")?;
-            let (reason, rest) = rest.split_once("\"}")?;
-            Some((reason.to_owned(), rest.trim().parse::<f64>().ok()? as u64))
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------
 // The call
 // ---------------------------------------------------------------------------------
-
-/// The switch's relay port range, read back from the config it was given.
-fn media_range(dir: &Path) -> (u16, u16) {
-    let path = dir.join("switch.toml");
-    let toml = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let get = |key: &str| -> u16 {
-        toml.lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().parse().ok()).flatten()
-            })
-            .unwrap_or_else(|| panic!("no {key} in {}:\n{toml}", path.display()))
-    };
-    (get("port_min"), get("port_max"))
-}
 
 /// Asserts that an SDP a SIPp received names a relay port of the switch
 /// (127.0.0.1, inside `range`, not the test's own socket) and returns it.
@@ -535,13 +332,15 @@ fn amr_pcma_call(test: &str, mode: PayloadMode) {
 
     // Signalling: the callee was offered PCMA only, on a relay port; the
     // caller was answered AMR in its own payload mode, on another.
-    let invite = wait_traced(&uas, "INVITE with SDP received", |msgs| {
-        msgs.into_iter()
+    let invite = wait_traced(&uas, "INVITE with SDP received", SHORT, |msgs| {
+        msgs.iter()
             .find(|m| !m.sent && m.is_request("INVITE") && m.sdp.is_some())
+            .cloned()
     });
-    let ok = wait_traced(&uac, "200 OK with SDP received", |msgs| {
-        msgs.into_iter()
+    let ok = wait_traced(&uac, "200 OK with SDP received", SHORT, |msgs| {
+        msgs.iter()
             .find(|m| !m.sent && m.is_invite_200() && m.sdp.is_some())
+            .cloned()
     });
     let toward_uas = relay_addr(&invite, range, pcma_addr, "INVITE received by the uas");
     let toward_uac = relay_addr(&ok, range, amr_addr, "200 OK received by the uac");
@@ -553,7 +352,7 @@ fn amr_pcma_call(test: &str, mode: PayloadMode) {
         "the callee is offered PCMA (+ telephone-event) only:\n{}",
         invite.text
     );
-    let formats: Vec<&str> = ok.m_audio().split_whitespace().skip(3).collect();
+    let formats = ok.formats();
     assert_eq!(
         formats.first().copied(),
         Some(AMR_PT.to_string().as_str()),

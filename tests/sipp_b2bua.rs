@@ -471,6 +471,23 @@ fn healthz_and_metrics() {
         .unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"));
     assert_eq!(json, serde_json::json!({"status": "ok"}));
 
+    // One OpenAPI document describes the operator and the app routes.
+    let (status, body) = sw.get("/openapi.json");
+    assert_eq!(status, 200, "/openapi.json: {body}");
+    let doc: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("/openapi.json is not JSON ({e}): {body}"));
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/lwork/mobile/voip/calls", "post"),
+        ("/channel/push_service", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from /openapi.json"
+        );
+    }
+
     let m = sw.metrics();
     for gauge in [
         "sip_dialogs_active",

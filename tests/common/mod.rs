@@ -9,6 +9,10 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+pub mod rtp;
+pub mod trace;
+
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -29,6 +33,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the switch has to exit after SIGTERM (OPERATIONS.md).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Outer bound for anything that should take a second or two.
+pub const SHORT: Duration = Duration::from_secs(15);
 
 /// Path of a SIPp scenario (or helper) in `tests/sipp/`.
 pub fn sipp_file(name: &str) -> PathBuf {
@@ -600,45 +607,81 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
         .unwrap_or_else(|e| panic!("read from http {addr}{path}: {e}"));
+    let (status, body) = parse_response(&raw).unwrap_or_else(|e| match e {
+        BadResponse::NoHeaderEnd => panic!(
+            "no header end in response to {path}: {:?}",
+            String::from_utf8_lossy(&raw)
+        ),
+        BadResponse::StatusLine(head) => panic!("bad status line: {head}"),
+    });
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Why [`parse_response`] could not read a response.
+#[derive(Debug)]
+pub enum BadResponse {
+    /// No empty line ends the head.
+    NoHeaderEnd,
+    /// The status line (in this head) has no status code.
+    StatusLine(String),
+}
+
+/// An HTTP/1.1 response read to the end of the connection: its status and its
+/// body (de-chunked when the head says `Transfer-Encoding: chunked`).
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), BadResponse> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "no header end in response to {path}: {:?}",
-                String::from_utf8_lossy(&raw)
-            )
-        });
+        .ok_or(BadResponse::NoHeaderEnd)?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let body = &raw[split + 4..];
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
+        return Err(BadResponse::StatusLine(head));
+    };
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
     let body = if chunked {
-        let mut out = Vec::new();
-        let mut rest = body;
-        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size_txt = String::from_utf8_lossy(&rest[..eol]).into_owned();
-            let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size {size_txt:?}"));
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..size.min(rest.len())]);
-            rest = &rest[(size + 2).min(rest.len())..];
-        }
-        out
+        dechunk(body)
     } else {
         body.to_vec()
     };
-    (status, String::from_utf8_lossy(&body).into_owned())
+    Ok((status, body))
+}
+
+/// The data of a chunked body.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_txt = String::from_utf8_lossy(&rest[..eol]).into_owned();
+        let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_txt:?}"));
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[..size.min(rest.len())]);
+        rest = &rest[(size + 2).min(rest.len())..];
+    }
+    out
+}
+
+/// The switch's relay port range, read back from the config
+/// [`Switch::start`] wrote in `dir`.
+pub fn media_range(dir: &Path) -> (u16, u16) {
+    let path = dir.join("switch.toml");
+    let toml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let get = |key: &str| -> u16 {
+        toml.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no {key} in {}:\n{toml}", path.display()))
+    };
+    (get("port_min"), get("port_max"))
 }
 
 // ---------------------------------------------------------------------------------

@@ -172,6 +172,30 @@ impl Service {
         Ok(view)
     }
 
+    /// May `account` place a call now: logged in on this device (or by
+    /// token), active, and not over its concurrent calls.
+    async fn may_call(
+        &self,
+        account: &str,
+        device: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<(), Failure> {
+        self.authorize(account, device, token).await?;
+        let record = self
+            .store
+            .get_account(account)
+            .await
+            .map_err(store_fault)?
+            .ok_or(Failure::NoLogind)?;
+        if !record.active {
+            return Err(Failure::NotActived);
+        }
+        if self.registry.live_for_account(account) >= self.cfg.max_calls_per_account {
+            return Err(Failure::Busy);
+        }
+        Ok(())
+    }
+
     /// Writes the live record and registers the session (before any
     /// signalling goes out).
     async fn open_session(
@@ -481,20 +505,8 @@ impl api::Switch for Service {
     }
 
     async fn start_call(&self, req: StartCallReq) -> Result<CallStarted, Failure> {
-        self.authorize(&req.uuid, req.dev_id.as_deref(), req.token.as_deref())
+        self.may_call(&req.uuid, req.dev_id.as_deref(), req.token.as_deref())
             .await?;
-        let account = self
-            .store
-            .get_account(&req.uuid)
-            .await
-            .map_err(store_fault)?
-            .ok_or(Failure::NoLogind)?;
-        if !account.active {
-            return Err(Failure::NotActived);
-        }
-        if self.registry.live_for_account(&req.uuid) >= self.cfg.max_calls_per_account {
-            return Err(Failure::Busy);
-        }
         let media = match &req.sdp {
             SdpParam::Text(text) => AppMedia::Sdp(Box::new(
                 SessionDescription::parse(text.as_bytes()).map_err(|_| Failure::BadSdp)?,
@@ -690,20 +702,8 @@ impl api::Switch for Service {
     }
 
     async fn callback_start(&self, req: CallbackReq) -> Result<String, Failure> {
-        self.authorize(&req.uuid, req.dev_id.as_deref(), req.token.as_deref())
+        self.may_call(&req.uuid, req.dev_id.as_deref(), req.token.as_deref())
             .await?;
-        let account = self
-            .store
-            .get_account(&req.uuid)
-            .await
-            .map_err(store_fault)?
-            .ok_or(Failure::NoLogind)?;
-        if !account.active {
-            return Err(Failure::NotActived);
-        }
-        if self.registry.live_for_account(&req.uuid) >= self.cfg.max_calls_per_account {
-            return Err(Failure::Busy);
-        }
         let session_id = registry::new_session_id(&self.cfg.node);
         let view = self
             .open_session(

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod b2bua;
+pub mod bench;
 pub mod cdr;
 pub mod cli;
 pub mod config;

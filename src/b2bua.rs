@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::registry::{new_session_id, CallStats};
 use crate::store::{self, now_ms, CallRecordEnd, CallRecordStart};
 use bytes::Bytes;
-use media::driver::{LegHandle, MediaDriver, MediaEvent};
+use media::driver::{LegHandle, LegKey, MediaDriver, MediaEvent};
 use media::format::{Encoding, LegFormat};
 use media::relay::LegConfig;
 use sip::auth::Credentials;
@@ -46,6 +46,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// How a call ended, as counted in `calls_total{outcome}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,9 +120,9 @@ struct Call {
     late_offer: Option<(SessionDescription, SessionDescription)>,
     /// Codecs both trunks allow.
     allowed: Vec<String>,
-    /// The relay legs facing A and B; every SDP we send points at them.
-    media_a: Option<LegHandle>,
-    media_b: Option<LegHandle>,
+    /// The relay legs facing A and B (owned by the call's media task);
+    /// every SDP we send points at them.
+    media: Option<CallMedia>,
     bridged: bool,
     /// The voice codec B's answer chose (both legs carry it), for the
     /// relay's quality estimate.
@@ -145,52 +146,279 @@ struct Call {
 }
 
 impl Call {
-    fn media(&self, side: Side) -> Option<&LegHandle> {
-        match side {
-            Side::A => self.media_a.as_ref(),
-            Side::B => self.media_b.as_ref(),
-        }
-    }
-
     /// Points the SDP we send to `side` at that side's relay leg.
     fn anchor(&self, side: Side, sdp: &mut SessionDescription, media_ip: IpAddr) {
-        if let Some(leg) = self.media(side) {
-            sdp.anchor_audio(media_ip, leg.local().port());
+        if let Some(m) = &self.media {
+            let port = match side {
+                Side::A => m.a_port,
+                Side::B => m.b_port,
+            };
+            sdp.anchor_audio(media_ip, port);
         }
     }
 }
 
 /// A new offer or answer from `side` says where its media goes: the relay
 /// sends there (and opens a new latch window), and the call is bridged once
-/// both legs have been told.
-async fn media_update(
-    media: &MediaDriver,
-    call: &mut Call,
-    side: Side,
-    remote: Option<SocketAddr>,
+/// both legs have been told. Queued to the call's media task: the SIP loop
+/// never waits for the relay.
+fn media_update(call: &mut Call, side: Side, remote: Option<SocketAddr>) {
+    let Some(m) = &call.media else {
+        return;
+    };
+    m.send(MediaOp::Update { side, remote });
+    if !call.bridged {
+        call.bridged = true;
+        m.send(MediaOp::Bridge {
+            codec: call.codec.clone(),
+            formats: call.formats.clone(),
+        });
+    }
+}
+
+/// A transit call's two relay legs as the SIP loop sees them: their ports
+/// and keys, and the queue to the task that owns them ([`media_task`]).
+#[derive(Debug)]
+struct CallMedia {
+    a_port: u16,
+    b_port: u16,
+    a_key: LegKey,
+    b_key: LegKey,
+    ops: mpsc::UnboundedSender<MediaOp>,
+}
+
+impl CallMedia {
+    fn send(&self, op: MediaOp) {
+        // The task ends only after a Release, or when this sender is gone.
+        let _ = self.ops.send(op);
+    }
+}
+
+/// What a call's media task does with its legs, in order.
+enum MediaOp {
+    Update {
+        side: Side,
+        remote: Option<SocketAddr>,
+    },
+    Bridge {
+        codec: Option<String>,
+        formats: Option<(Option<LegFormat>, Option<LegFormat>)>,
+    },
+    /// Close both legs and hand their final figures to this.
+    Release(Box<dyn FnOnce(Option<CallStats>) + Send>),
+}
+
+impl std::fmt::Debug for MediaOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaOp::Update { side, remote } => write!(f, "Update({side:?}, {remote:?})"),
+            MediaOp::Bridge { codec, .. } => write!(f, "Bridge({codec:?})"),
+            MediaOp::Release(_) => f.write_str("Release"),
+        }
+    }
+}
+
+/// The relay legs of a new transit call are open (or could not be): the
+/// SIP loop goes on with the INVITE of `leg` ([`B2bua::media_opened`]).
+#[derive(Debug)]
+pub struct MediaOpened {
+    leg: LegId,
+    media: Option<CallMedia>,
+}
+
+/// A transit call's media, from the INVITE to the end: opens the two relay
+/// legs (at once, on the loop of `group`), reports them to the SIP loop,
+/// then applies the call's [`MediaOp`]s in order and finally closes the
+/// legs (also when the SIP side dropped its end without a Release). The
+/// relay's control round trips all happen here, never in the SIP loop.
+async fn media_task(
+    media: Arc<MediaDriver>,
+    metrics: Arc<Metrics>,
+    group: u64,
+    a_remote: Option<SocketAddr>,
+    leg: LegId,
+    opened: mpsc::UnboundedSender<MediaOpened>,
 ) {
-    if let Some(leg) = call.media(side) {
-        if let Err(e) = media.update_leg(leg, remote).await {
+    let Some((a, b)) = open_pair(&media, &metrics, group, a_remote).await else {
+        let _ = opened.send(MediaOpened { leg, media: None });
+        return;
+    };
+    let (ops, mut rx) = mpsc::unbounded_channel();
+    let handles = CallMedia {
+        a_port: a.local().port(),
+        b_port: b.local().port(),
+        a_key: a.key(),
+        b_key: b.key(),
+        ops,
+    };
+    // A send that fails drops the sender with the message: the loop below
+    // then ends at once and the legs are closed.
+    let _ = opened.send(MediaOpened {
+        leg,
+        media: Some(handles),
+    });
+    let mut finish = None;
+    while let Some(op) = rx.recv().await {
+        // Whatever the SIP loop queued together (an answer's update and the
+        // bridge) goes to the relay loop together: every control message is
+        // sent before any reply is awaited, so they cost one round trip.
+        // The loop applies them in the order sent.
+        let mut update_a = None;
+        let mut update_b = None;
+        let mut bridge = None;
+        let mut next = Some(op);
+        while let Some(op) = next.take() {
+            match op {
+                MediaOp::Update {
+                    side: Side::A,
+                    remote,
+                } => update_a = Some(remote),
+                MediaOp::Update {
+                    side: Side::B,
+                    remote,
+                } => update_b = Some(remote),
+                MediaOp::Bridge { codec, formats } => bridge = Some((codec, formats)),
+                MediaOp::Release(f) => {
+                    finish = Some(f);
+                    break;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        let (codec, formats) = match bridge {
+            Some((codec, formats)) => (Some(codec), formats),
+            None => (None, None),
+        };
+        let bridging = codec.is_some();
+        let (codec_a, codec_b) = (codec.clone().flatten(), codec.flatten());
+        // Formats that differ (AMR payload mode, payload type, or codec when
+        // transcoding) make the relay convert between the legs.
+        let (format_a, format_b) = match formats {
+            Some((fa, fb)) => (Some(fa), Some(fb)),
+            None => (None, None),
+        };
+        let (ua, ub, bridged, _, _, _, _) = tokio::join!(
+            async {
+                match update_a {
+                    Some(remote) => media.update_leg(&a, remote).await,
+                    None => Ok(()),
+                }
+            },
+            async {
+                match update_b {
+                    Some(remote) => media.update_leg(&b, remote).await,
+                    None => Ok(()),
+                }
+            },
+            async {
+                if bridging {
+                    media.bridge(&a, &b).await
+                } else {
+                    Ok(())
+                }
+            },
+            async {
+                if bridging {
+                    let _ = media.set_codec(&a, codec_a).await;
+                }
+            },
+            async {
+                if bridging {
+                    let _ = media.set_codec(&b, codec_b).await;
+                }
+            },
+            async {
+                if let Some(f) = format_a {
+                    let _ = media.set_format(&a, f).await;
+                }
+            },
+            async {
+                if let Some(f) = format_b {
+                    let _ = media.set_format(&b, f).await;
+                }
+            },
+        );
+        for e in [ua.err(), ub.err()].into_iter().flatten() {
             tracing::warn!(error = %e, "relay leg update failed");
         }
-    }
-    if !call.bridged {
-        if let (Some(a), Some(b)) = (&call.media_a, &call.media_b) {
-            match media.bridge(a, b).await {
-                Ok(()) => call.bridged = true,
-                Err(e) => tracing::warn!(error = %e, "relay bridge failed"),
-            }
-            for leg in [a, b] {
-                let _ = media.set_codec(leg, call.codec.clone()).await;
-            }
-            // Formats that differ (AMR payload mode, payload type, or codec
-            // when transcoding) make the relay convert between the legs.
-            if let Some((fa, fb)) = call.formats.clone() {
-                let _ = media.set_format(a, fa).await;
-                let _ = media.set_format(b, fb).await;
-            }
+        if let Err(e) = bridged {
+            tracing::warn!(error = %e, "relay bridge failed");
+        }
+        if finish.is_some() {
+            break;
         }
     }
+    // Each leg's last figures, then its close, all sent before any reply
+    // is awaited (one round trip for the pair).
+    let (ka, kb) = (a.key(), b.key());
+    let (ca, closed_a, cb, closed_b) = tokio::join!(
+        media.counters_of(ka),
+        media.close_leg(a),
+        media.counters_of(kb),
+        media.close_leg(b),
+    );
+    for e in [closed_a.err(), closed_b.err()].into_iter().flatten() {
+        tracing::warn!(error = %e, "relay leg close failed");
+    }
+    metrics.media_ports_free.set(media.ports_available() as i64);
+    let (ca, cb) = (ca.ok(), cb.ok());
+    for c in [&ca, &cb].into_iter().flatten() {
+        count_relayed(&metrics, c);
+    }
+    if let Some(finish) = finish {
+        finish(ca.map(|ca| CallStats::from_legs(&ca, cb.as_ref())));
+    }
+}
+
+/// Opens the two relay legs of a new call together (`None`: no ports
+/// left, or the relay is gone — the call is refused with 503).
+async fn open_pair(
+    media: &MediaDriver,
+    metrics: &Metrics,
+    group: u64,
+    a_remote: Option<SocketAddr>,
+) -> Option<(LegHandle, LegHandle)> {
+    let any = SocketAddr::from(([0, 0, 0, 0], 0));
+    let a_cfg = LegConfig {
+        remote: a_remote,
+        ..LegConfig::new(any)
+    };
+    let (a, b) = tokio::join!(
+        media.open_leg(group, a_cfg),
+        media.open_leg(group, LegConfig::new(any))
+    );
+    metrics.media_ports_free.set(media.ports_available() as i64);
+    match (a, b) {
+        (Ok((a, _)), Ok((b, _))) => Some((a, b)),
+        (Ok((leg, _)), Err(e)) | (Err(e), Ok((leg, _))) => {
+            tracing::warn!(error = %e, "cannot open a relay leg");
+            let _ = media.close_leg(leg).await;
+            metrics.media_ports_free.set(media.ports_available() as i64);
+            None
+        }
+        (Err(e), Err(_)) => {
+            tracing::warn!(error = %e, "cannot open a relay leg");
+            None
+        }
+    }
+}
+
+/// An INVITE of a transit call waiting for its relay legs.
+#[derive(Debug)]
+struct PendingInvite {
+    req: Request,
+    inbound_codecs: Vec<String>,
+    out_trunk: String,
+    trunk: Trunk,
+    destination: SocketAddr,
+    transport: Transport,
+    number: String,
+    a_offer: Option<SessionDescription>,
+    b_offer: Option<SessionDescription>,
+    origin_b: Origin,
+    allowed: Vec<String>,
+    transcoding: bool,
+    amr_twins: Vec<(u8, u8)>,
 }
 
 #[derive(Debug)]
@@ -247,6 +475,14 @@ pub struct B2bua {
     callback_sessions: HashMap<String, u64>,
     /// Dialled number → its account (or none), and when that was read.
     number_cache: HashMap<String, (Option<String>, Instant)>,
+    /// Transit INVITEs whose relay legs are being opened, by A's leg.
+    pending: HashMap<LegId, PendingInvite>,
+    /// Spreads new calls over the relay's loops.
+    next_group: u64,
+    /// Where the media tasks report opened legs, and (until the SIP loop
+    /// takes it) the receiving end.
+    opened_tx: mpsc::UnboundedSender<MediaOpened>,
+    opened_rx: Option<mpsc::UnboundedReceiver<MediaOpened>>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -323,6 +559,7 @@ impl B2bua {
                 up: true,
             })
             .collect();
+        let (opened_tx, opened_rx) = mpsc::unbounded_channel();
         Self {
             media,
             router,
@@ -349,7 +586,17 @@ impl B2bua {
             callback_legs: HashMap::new(),
             callback_sessions: HashMap::new(),
             number_cache: HashMap::new(),
+            pending: HashMap::new(),
+            next_group: 0,
+            opened_tx,
+            opened_rx: Some(opened_rx),
         }
+    }
+
+    /// The reports of opened relay legs: the SIP loop passes each to
+    /// [`B2bua::media_opened`]. The first call takes it.
+    pub fn take_media_opened(&mut self) -> Option<mpsc::UnboundedReceiver<MediaOpened>> {
+        self.opened_rx.take()
     }
 
     /// Numbers bound to accounts become calls to apps (sip_call_in).
@@ -480,6 +727,9 @@ impl B2bua {
     }
 
     pub async fn handle_event(&mut self, ep: &mut Endpoint, ev: Event, now: Instant) {
+        if !self.pending.is_empty() && self.pending_event(&ev) {
+            return;
+        }
         if event_leg(&ev).is_some_and(|leg| self.owns_app_leg(leg)) {
             return self.app_event(ep, ev, now).await;
         }
@@ -582,7 +832,7 @@ impl B2bua {
         // fresh offer of its trunk's codecs (built once B's relay port is known).
         let mut transcoding = false;
         let mut amr_twins = Vec::new();
-        let mut b_offer = match &a_offer {
+        let b_offer = match &a_offer {
             None => None,
             Some(a_offer) => match sdp::filter_offer(a_offer, &allowed) {
                 Ok(mut o) => {
@@ -602,28 +852,82 @@ impl B2bua {
             },
         };
         // Anchor the media: one relay leg per side, on the same event loop.
-        // A's leg sends to the address in A's offer; B's learns B's from its answer.
-        let group = self.next_call + 1;
+        // A's leg sends to the address in A's offer; B's learns B's from its
+        // answer. The legs are opened by the call's media task; the INVITE
+        // goes on in `media_opened` (A already has its 100 Trying).
+        self.next_group += 1;
+        let group = self.next_group;
         let a_remote = a_offer.as_ref().and_then(|o| o.audio_destination());
-        let (media_a, media_b) = match self.open_media(group, a_remote).await {
-            Some(legs) => legs,
-            None => {
-                self.metrics.call_ended(Outcome::Failed.as_str());
-                return reject(ep, 503);
-            }
+        let allowed = allowed.iter().map(|c| (*c).to_owned()).collect();
+        self.pending.insert(
+            leg,
+            PendingInvite {
+                req,
+                inbound_codecs: inbound.codecs.clone(),
+                out_trunk,
+                trunk,
+                destination,
+                transport,
+                number,
+                a_offer,
+                b_offer,
+                origin_b,
+                allowed,
+                transcoding,
+                amr_twins,
+            },
+        );
+        tokio::spawn(media_task(
+            Arc::clone(&self.media),
+            Arc::clone(&self.metrics),
+            group,
+            a_remote,
+            leg,
+            self.opened_tx.clone(),
+        ));
+    }
+
+    /// The relay legs of a transit INVITE are open (or could not be): the
+    /// INVITE goes on to the trunk, or A gets 503. Legs whose INVITE is gone
+    /// meanwhile (CANCEL, shutdown) are closed by their task, which sees its
+    /// queue dropped here.
+    pub fn media_opened(&mut self, ep: &mut Endpoint, opened: MediaOpened, now: Instant) {
+        let MediaOpened { leg, media } = opened;
+        let Some(p) = self.pending.remove(&leg) else {
+            return;
         };
+        let Some(media) = media else {
+            self.metrics.call_ended(Outcome::Failed.as_str());
+            ep.respond(leg, 503, Bytes::new(), now);
+            return;
+        };
+        let PendingInvite {
+            req,
+            inbound_codecs,
+            out_trunk,
+            trunk,
+            destination,
+            transport,
+            number,
+            a_offer,
+            mut b_offer,
+            origin_b,
+            allowed,
+            transcoding,
+            mut amr_twins,
+        } = p;
         if transcoding {
             let mut o = sdp::offer(
                 origin_b.clone(),
                 self.media_ip,
-                media_b.local().port(),
+                media.b_port,
                 &trunk_codecs(&trunk),
             );
             amr_twins = sdp::add_amr_mode_twins(&mut o);
             b_offer = Some(o);
         }
         if let Some(o) = b_offer.as_mut() {
-            o.anchor_audio(self.media_ip, media_b.local().port());
+            o.anchor_audio(self.media_ip, media.b_port);
         }
         let caller = req.core.from.uri.user().unwrap_or("anonymous").to_owned();
         // A B2BUA is a loop risk like a proxy: carry Max-Forwards down.
@@ -642,7 +946,8 @@ impl B2bua {
             max_forwards,
             now,
         ) else {
-            return reject(ep, 484);
+            // Dropping `media` closes the legs.
+            return ep.respond(leg, 484, Bytes::new(), now);
         };
         self.next_call += 1;
         let id = self.next_call;
@@ -662,14 +967,13 @@ impl B2bua {
                 outcome: None,
                 relayed: HashMap::new(),
                 late_offer: None,
-                allowed: allowed.iter().map(|c| (*c).to_owned()).collect(),
-                media_a: Some(media_a),
-                media_b: Some(media_b),
+                allowed,
+                media: Some(media),
                 bridged: false,
                 codec: None,
                 transcoding,
                 amr_twins,
-                inbound_codecs: inbound.codecs.clone(),
+                inbound_codecs,
                 formats: None,
                 session_id: session_id.clone(),
                 ring_ms: None,
@@ -693,6 +997,27 @@ impl B2bua {
         self.metrics.calls_active.set(self.calls.len() as i64);
     }
 
+    /// An endpoint event about a transit INVITE still waiting for its
+    /// relay legs: only its end can happen (CANCEL, or a hang-up at
+    /// shutdown). True when the event was that.
+    fn pending_event(&mut self, ev: &Event) -> bool {
+        let (leg, outcome) = match ev {
+            Event::Cancelled { leg } => (*leg, Outcome::Cancelled),
+            Event::LegClosed { leg } => (*leg, Outcome::Failed),
+            _ => return false,
+        };
+        if self.pending.remove(&leg).is_none() {
+            return false;
+        }
+        let outcome = if self.accepting {
+            outcome
+        } else {
+            Outcome::Shutdown
+        };
+        self.metrics.call_ended(outcome.as_str());
+        true
+    }
+
     /// The end of a call (already out of the maps): counted now; its relay
     /// legs are closed, its record written and (for a call the HTTP side
     /// sees) its view released by a task, so the SIP loop never waits for
@@ -705,13 +1030,27 @@ impl B2bua {
         legs: (Option<LegHandle>, Option<LegHandle>),
         e: Ending,
     ) {
-        self.metrics.call_ended(e.outcome.as_str());
-        self.metrics.calls_active.set(self.active_calls() as i64);
+        let record = self.end_record(session_id, view, e);
         let media = Arc::clone(&self.media);
         let metrics = Arc::clone(&self.metrics);
-        let cdr = self.cdr.clone();
         tokio::spawn(async move {
-            let stats = release_pair(&media, &metrics, legs.0, legs.1).await;
+            record(release_pair(&media, &metrics, legs.0, legs.1).await);
+        });
+    }
+
+    /// Counts the end of a call now, and returns what is left to do once
+    /// its relay legs are closed: write its record (with their figures) and
+    /// release its view.
+    fn end_record(
+        &self,
+        session_id: String,
+        view: Option<Arc<crate::registry::CallView>>,
+        e: Ending,
+    ) -> impl FnOnce(Option<CallStats>) + Send + 'static {
+        self.metrics.call_ended(e.outcome.as_str());
+        self.metrics.calls_active.set(self.active_calls() as i64);
+        let cdr = self.cdr.clone();
+        move |stats: Option<CallStats>| {
             if let (Some(view), Some(stats)) = (&view, stats) {
                 view.set_stats(stats);
             }
@@ -731,7 +1070,7 @@ impl B2bua {
             if let Some(view) = view {
                 view.release(Instant::now());
             }
-        });
+        }
     }
 
     /// Sends an INVITE for `callee` to a trunk (new dialog: Call-ID, tags,
@@ -783,39 +1122,6 @@ impl B2bua {
             },
             now,
         ))
-    }
-
-    /// Opens the two relay legs of a new call (`None`: no ports left, or the
-    /// relay is gone — the call is refused with 503).
-    async fn open_media(
-        &self,
-        group: u64,
-        a_remote: Option<SocketAddr>,
-    ) -> Option<(LegHandle, LegHandle)> {
-        let any = SocketAddr::from(([0, 0, 0, 0], 0));
-        let a_cfg = LegConfig {
-            remote: a_remote,
-            ..LegConfig::new(any)
-        };
-        let (a, _) = match self.media.open_leg(group, a_cfg).await {
-            Ok(leg) => leg,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a relay leg");
-                return None;
-            }
-        };
-        let opened = self.media.open_leg(group, LegConfig::new(any)).await;
-        self.metrics
-            .media_ports_free
-            .set(self.media.ports_available() as i64);
-        match opened {
-            Ok((b, _)) => Some((a, b)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a relay leg");
-                let _ = self.media.close_leg(a).await;
-                None
-            }
-        }
     }
 
     /// Builds the SDP answer for A from B's answer (or early answer), and
@@ -872,7 +1178,6 @@ impl B2bua {
         let Some(&(id, Side::B)) = self.legs.get(&leg) else {
             return;
         };
-        let media = Arc::clone(&self.media);
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
@@ -882,7 +1187,7 @@ impl B2bua {
             // Early media: answer A from B's early SDP; if it doesn't check, ring without it.
             match self.answer_for_a(&mut call, &resp.body) {
                 Some((answer, b_remote)) => {
-                    media_update(&media, &mut call, Side::B, b_remote).await;
+                    media_update(&mut call, Side::B, b_remote);
                     answer
                 }
                 None => Bytes::new(),
@@ -909,19 +1214,16 @@ impl B2bua {
             ep.bye(leg, now);
             return;
         };
-        let media = Arc::clone(&self.media);
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
-        self.answered_call(ep, &media, &mut call, leg, resp, now)
-            .await;
+        self.answered_call(ep, &mut call, leg, resp, now);
         self.calls.insert(id, call);
     }
 
-    async fn answered_call(
+    fn answered_call(
         &self,
         ep: &mut Endpoint,
-        media: &MediaDriver,
         call: &mut Call,
         leg: LegId,
         resp: Response,
@@ -946,7 +1248,7 @@ impl B2bua {
                     call.answered = true;
                     call.answer_ms = Some(now_ms());
                     self.cdr.answered(&call.session_id);
-                    media_update(media, call, Side::B, b_offer.audio_destination()).await;
+                    media_update(call, Side::B, b_offer.audio_destination());
                     ep.respond(call.a, 200, to_a.to_bytes(), now);
                     call.late_offer = Some((b_offer, to_a));
                 }
@@ -963,7 +1265,7 @@ impl B2bua {
                 call.answered = true;
                 call.answer_ms = Some(now_ms());
                 self.cdr.answered(&call.session_id);
-                media_update(media, call, Side::B, b_remote).await;
+                media_update(call, Side::B, b_remote);
                 ep.respond(call.a, 200, answer, now);
             }
             None => {
@@ -980,7 +1282,6 @@ impl B2bua {
         let Some(&(id, Side::A)) = self.legs.get(&leg) else {
             return;
         };
-        let media = Arc::clone(&self.media);
         let media_ip = self.media_ip;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -997,7 +1298,7 @@ impl B2bua {
         match answer {
             Some(mut answer) => {
                 let a_remote = a_answer.as_ref().and_then(|a| a.audio_destination());
-                media_update(&media, call, Side::A, a_remote).await;
+                media_update(call, Side::A, a_remote);
                 call.anchor(Side::B, &mut answer, media_ip);
                 ep.ack(b, answer.to_bytes());
             }
@@ -1073,7 +1374,6 @@ impl B2bua {
             ep.respond_request(txn, 481, None, Bytes::new(), now);
             return;
         };
-        let media = Arc::clone(&self.media);
         let media_ip = self.media_ip;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -1110,7 +1410,7 @@ impl B2bua {
                 let mut relayed_offer = relayed_offer;
                 if let Some(o) = offer.as_ref() {
                     // The offerer's new address (or hold) applies at once.
-                    media_update(&media, call, side, o.audio_destination()).await;
+                    media_update(call, side, o.audio_destination());
                 }
                 if let Some(o) = relayed_offer.as_mut() {
                     call.anchor(side.other(), o, media_ip);
@@ -1199,7 +1499,6 @@ impl B2bua {
         let Some(&(id, _)) = self.legs.get(&leg) else {
             return;
         };
-        let media = Arc::clone(&self.media);
         let media_ip = self.media_ip;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -1226,7 +1525,7 @@ impl B2bua {
                 match answer {
                     Some(mut a) => {
                         let remote = their_answer.as_ref().and_then(|t| t.audio_destination());
-                        media_update(&media, call, relayed.from.other(), remote).await;
+                        media_update(call, relayed.from.other(), remote);
                         call.anchor(relayed.from, &mut a, media_ip);
                         body = a.to_bytes();
                         ct = Some("application/sdp");
@@ -1266,11 +1565,9 @@ impl B2bua {
                     Some((a, b)) => codecs_label(&[("a", a.as_ref()), ("b", b.as_ref())]),
                     None => String::new(),
                 };
-                let legs = (call.media_a.take(), call.media_b.take());
-                self.finish_call(
+                let record = self.end_record(
                     call.session_id.clone(),
                     None,
-                    legs,
                     Ending {
                         ring_ms: call.ring_ms,
                         answer_ms: call.answer_ms,
@@ -1280,6 +1577,12 @@ impl B2bua {
                         trunk: None,
                     },
                 );
+                // The media task closes the legs after what it still has
+                // queued, then writes the record.
+                match call.media.take() {
+                    Some(m) => m.send(MediaOp::Release(Box::new(record))),
+                    None => record(None),
+                }
             }
         }
         self.metrics.calls_active.set(self.calls.len() as i64);
@@ -1306,9 +1609,9 @@ impl B2bua {
             return;
         }
         for call in self.calls.values_mut() {
-            let side = if call.media_a.as_ref().is_some_and(|l| l.key() == leg) {
+            let side = if call.media.as_ref().is_some_and(|m| m.a_key == leg) {
                 Side::A
-            } else if call.media_b.as_ref().is_some_and(|l| l.key() == leg) {
+            } else if call.media.as_ref().is_some_and(|m| m.b_key == leg) {
                 Side::B
             } else {
                 continue;
@@ -1338,7 +1641,12 @@ impl B2bua {
         self.shutdown_app_calls(ep, now);
         self.shutdown_inbound(ep, now);
         self.shutdown_callbacks(ep, now);
-        let legs: Vec<LegId> = self.legs.keys().copied().collect();
+        let legs: Vec<LegId> = self
+            .legs
+            .keys()
+            .chain(self.pending.keys())
+            .copied()
+            .collect();
         for call in self.calls.values_mut() {
             call.outcome.get_or_insert(Outcome::Shutdown);
         }
@@ -1418,14 +1726,21 @@ async fn release_pair(
     a: Option<LegHandle>,
     b: Option<LegHandle>,
 ) -> Option<CallStats> {
-    let ca = match a {
-        Some(leg) => release_media(media, metrics, leg).await,
-        None => None,
-    };
-    let cb = match b {
-        Some(leg) => release_media(media, metrics, leg).await,
-        None => None,
-    };
+    // Both legs at once: their control messages travel together.
+    let (ca, cb) = tokio::join!(
+        async {
+            match a {
+                Some(leg) => release_media(media, metrics, leg).await,
+                None => None,
+            }
+        },
+        async {
+            match b {
+                Some(leg) => release_media(media, metrics, leg).await,
+                None => None,
+            }
+        }
+    );
     ca.map(|ca| CallStats::from_legs(&ca, cb.as_ref()))
 }
 
@@ -1438,19 +1753,24 @@ async fn release_media(
 ) -> Option<media::relay::LegCounters> {
     let counters = media.counters(&leg).await.ok();
     if let Some(c) = &counters {
-        metrics.rtp_packets_relayed_total.add(c.rtp_out);
-        metrics.rtp_bytes_relayed_total.add(c.bytes_out);
-        for (reason, n) in c.drops() {
-            if n > 0 {
-                metrics.rtp_packets_dropped_total.with(&[reason]).add(n);
-            }
-        }
+        count_relayed(metrics, c);
     }
     if let Err(e) = media.close_leg(leg).await {
         tracing::warn!(error = %e, "relay leg close failed");
     }
     metrics.media_ports_free.set(media.ports_available() as i64);
     counters
+}
+
+/// Adds what a closing leg carried to the metrics.
+fn count_relayed(metrics: &Metrics, c: &media::relay::LegCounters) {
+    metrics.rtp_packets_relayed_total.add(c.rtp_out);
+    metrics.rtp_bytes_relayed_total.add(c.bytes_out);
+    for (reason, n) in c.drops() {
+        if n > 0 {
+            metrics.rtp_packets_dropped_total.with(&[reason]).add(n);
+        }
+    }
 }
 
 /// `app=AMR trunk=PCMA`: the encodings each leg used, for the record.

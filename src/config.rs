@@ -98,6 +98,7 @@ pub struct Config {
     pub sms: SmsConfig,
     pub push: PushConfig,
     pub calls: CallsConfig,
+    pub runtime: RuntimeConfig,
 }
 
 /// `[sip]`: signalling listener and protocol timers.
@@ -256,6 +257,19 @@ impl CallsConfig {
     pub fn media_timeout(&self) -> Duration {
         Duration::from_secs(self.media_timeout_s)
     }
+}
+
+/// Most runtime worker threads accepted (more is a typo, not a machine).
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// `[runtime]`: the async runtime that runs SIP signalling and HTTP (the
+/// RTP relay has its own threads, one per core).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Worker threads; 0 (the default) means one per core the process may
+    /// run on (its CPU affinity, e.g. under `taskset`).
+    pub worker_threads: usize,
 }
 
 fn default_prefixes() -> Vec<String> {
@@ -767,6 +781,12 @@ impl Config {
         }
         if self.calls.media_timeout_s == 0 {
             return bad("calls.media_timeout_s", "must be greater than 0".into());
+        }
+        if self.runtime.worker_threads > MAX_WORKER_THREADS {
+            return bad(
+                "runtime.worker_threads",
+                format!("must be at most {MAX_WORKER_THREADS} (0 = one per core)"),
+            );
         }
         if !matches!(
             self.calls.app_payload_mode.as_str(),
@@ -1357,6 +1377,7 @@ media_timeout_s = 30
         assert_eq!(c.calls.ring_timeout(), Duration::from_secs(45));
         assert_eq!(c.calls.media_timeout(), Duration::from_secs(30));
         assert_eq!(c.push.long_poll_timeout(), Duration::from_secs(30));
+        assert_eq!(c.runtime.worker_threads, 0);
         assert_eq!(c.sip.t1(), Duration::from_millis(500));
         assert_eq!(c.sip.t2(), Duration::from_millis(4000));
         assert_eq!(c.sip.t4(), Duration::from_millis(5000));
@@ -1494,6 +1515,7 @@ media_timeout_s = 30
             ("[store]\nurl = \"mysql://x\"\n", "store.url"),
             ("[sip]\nt1_ms = 0\n", "sip.t1_ms"),
             ("[calls]\nring_timeout_s = 0\n", "calls.ring_timeout_s"),
+            ("[runtime]\nworker_threads = 5000\n", "runtime.worker_threads"),
         ];
         for (text, key) in cases {
             match parse(text) {

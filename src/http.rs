@@ -2,16 +2,18 @@
 //! the HTTP server loop with bounded graceful shutdown.
 
 use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
 
@@ -72,22 +74,79 @@ pub fn with_fallbacks(router: Router) -> Router {
 
 /// Counts every request into `http_requests_total{route,status}`.
 pub fn count_requests(router: Router, metrics: Arc<Metrics>) -> Router {
-    router.layer(middleware::from_fn_with_state(metrics, count_request))
+    router.layer(CountLayer(metrics))
 }
 
-async fn count_request(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| route_label(p.as_str()).to_owned());
-    let response = next.run(request).await;
-    let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
-    metrics.http_request(route, response.status().as_u16());
-    response
+/// The counting middleware as a plain tower service: it runs on every request, so it
+/// boxes nothing and copies no route text (the matched route is an `Arc<str>`).
+#[derive(Clone)]
+struct CountLayer(Arc<Metrics>);
+
+impl<S> Layer<S> for CountLayer {
+    type Service = CountService<S>;
+    fn layer(&self, inner: S) -> CountService<S> {
+        CountService {
+            inner,
+            metrics: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CountService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request> for CountService<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CountFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        CountFuture {
+            inner: self.inner.call(request),
+            route,
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+struct CountFuture<F> {
+    inner: F,
+    route: Option<MatchedPath>,
+    metrics: Arc<Metrics>,
+}
+
+impl<F, E> Future for CountFuture<F>
+where
+    F: Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Poll::Ready(result) = Pin::new(&mut this.inner).poll(cx) else {
+            return Poll::Pending;
+        };
+        if let Ok(response) = &result {
+            let route = this
+                .route
+                .as_ref()
+                .map_or(UNMATCHED_ROUTE, |p| route_label(p.as_str()));
+            this.metrics.http_request(route, response.status().as_u16());
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// `/healthz/` and `/healthz` are one route for counting purposes.

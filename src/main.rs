@@ -27,10 +27,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // 0: tokio's default, one worker per core we may run on.
+            if config.runtime.worker_threads > 0 {
+                builder.worker_threads(config.runtime.worker_threads);
+            }
+            let runtime = match builder.enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("softswitch: cannot start the runtime: {e}");

@@ -55,8 +55,9 @@ pub struct Service {
     commands: mpsc::Sender<Command>,
     cdr: CdrSink,
     cfg: ServiceConfig,
-    /// (account, device) → when its login was last found current.
-    logins: Mutex<HashMap<(String, String), Instant>>,
+    /// account → device → when its login was last found current. Nested so a
+    /// poll looks it up by `&str` without building a key.
+    logins: Mutex<HashMap<String, HashMap<String, Instant>>>,
 }
 
 impl Service {
@@ -98,28 +99,33 @@ impl Service {
                 Err(Failure::NoLogind)
             };
         }
-        let key = (account.to_owned(), device.unwrap_or_default().to_owned());
         let now = Instant::now();
         if self
             .cached_logins()
-            .get(&key)
+            .get(account)
+            .and_then(|devices| devices.get(device.unwrap_or_default()))
             .is_some_and(|at| now.saturating_duration_since(*at) < LOGIN_CACHE)
         {
             return Ok(());
         }
-        match device {
-            Some(device) => self
-                .accounts
-                .check_login(account, device)
-                .await
-                .map_err(failure)?,
-            None => return Err(Failure::NoLogind),
-        }
+        let Some(device) = device else {
+            return Err(Failure::NoLogind);
+        };
+        self.accounts
+            .check_login(account, device)
+            .await
+            .map_err(failure)?;
         let mut cache = self.cached_logins();
         if cache.len() > 100_000 {
-            cache.retain(|_, at| now.saturating_duration_since(*at) < LOGIN_CACHE);
+            cache.retain(|_, devices| {
+                devices.retain(|_, at| now.saturating_duration_since(*at) < LOGIN_CACHE);
+                !devices.is_empty()
+            });
         }
-        cache.insert(key, now);
+        cache
+            .entry(account.to_owned())
+            .or_default()
+            .insert(device.to_owned(), now);
         Ok(())
     }
 
@@ -136,12 +142,14 @@ impl Service {
         }
     }
 
-    fn cached_logins(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
+    fn cached_logins(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Instant>>> {
         self.logins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn forget_login(&self, account: &str) {
-        self.cached_logins().retain(|(a, _), _| a != account);
+        self.cached_logins().remove(account);
     }
 
     /// The session, if `uuid` (when given) owns it and its login is current.

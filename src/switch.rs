@@ -260,6 +260,8 @@ pub async fn run(
         max_calls_per_account: config.calls.max_calls_per_account,
     });
 
+    let mut media_opened = b2bua.take_media_opened();
+
     let sip_up = Arc::new(AtomicBool::new(true));
     let health_flag = Arc::clone(&sip_up);
     // /healthz answers from flags: the store is pinged in the background so
@@ -317,72 +319,106 @@ pub async fn run(
         });
     }
 
-    let mut shutdown = Box::pin(shutdown);
-    let mut stopping: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let next = [endpoint.poll_timeout(), b2bua.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(Instant::from_std)
-            .unwrap_or(now + Duration::from_secs(3600));
-        tokio::select! {
-            biased;
-            _ = &mut shutdown, if stopping.is_none() => {
-                tracing::info!("shutting down: hanging up {} calls", b2bua.active_calls());
-                stopping = Some(now);
-                b2bua.shutdown(&mut endpoint, now.into_std()).await;
+    // The SIP loop runs as a task of the runtime, not on the thread that
+    // called `run`: a datagram's receive task then wakes it on the same
+    // worker (no thread hand-off per message).
+    let loop_transports = transports.clone();
+    let loop_metrics = Arc::clone(&metrics);
+    let sip_loop = async move {
+        let transports = loop_transports;
+        let metrics = loop_metrics;
+        let mut shutdown = Box::pin(shutdown);
+        let mut stopping: Option<Instant> = None;
+        // One timer for the loop, moved only when the next deadline moves
+        // (not a new timer-wheel entry per turn).
+        let timer = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
+        tokio::pin!(timer);
+        loop {
+            let now = Instant::now();
+            let next = [endpoint.poll_timeout(), b2bua.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(Instant::from_std)
+                .unwrap_or(now + Duration::from_secs(3600));
+            if timer.deadline() != next {
+                timer.as_mut().reset(next);
             }
-            ev = transport_rx.recv() => {
-                let now = Instant::now().into_std();
-                match ev {
-                    Some(TransportEvent::Message(m)) => endpoint.handle_received(m, now),
-                    Some(TransportEvent::Error { transport, destination, error }) => {
-                        tracing::debug!(%destination, %error, "transport error");
-                        endpoint.handle_transport_error(transport, destination, now);
+            tokio::select! {
+                biased;
+                _ = &mut shutdown, if stopping.is_none() => {
+                    tracing::info!("shutting down: hanging up {} calls", b2bua.active_calls());
+                    stopping = Some(now);
+                    b2bua.shutdown(&mut endpoint, now.into_std()).await;
+                }
+                // Before the wire: each is the next step of a call already
+                // under way, and there are never more than INVITEs.
+                Some(opened) = recv_opened(&mut media_opened) => {
+                    b2bua.media_opened(&mut endpoint, opened, Instant::now().into_std());
+                }
+                ev = transport_rx.recv() => {
+                    let now = Instant::now().into_std();
+                    let Some(ev) = ev else { break };
+                    handle_transport(&mut endpoint, ev, now);
+                    // Whatever else is queued, in one go: the loop's own cost
+                    // (select, gauges) is paid once per batch, not per message.
+                    for _ in 1..TRANSPORT_BATCH {
+                        match transport_rx.try_recv() {
+                            Ok(ev) => handle_transport(&mut endpoint, ev, now),
+                            Err(_) => break,
+                        }
                     }
-                    None => break,
+                }
+                Some(cmd) = command_rx.recv() => {
+                    b2bua.handle_command(&mut endpoint, cmd, Instant::now().into_std()).await;
+                }
+                Some(ev) = recv_media_event(&mut media_events) => {
+                    b2bua.handle_media_event(&mut endpoint, ev, Instant::now().into_std());
+                }
+                () = &mut timer => {
+                    let now = Instant::now().into_std();
+                    endpoint.handle_timeout(now);
+                    b2bua.handle_timeout(&mut endpoint, now).await;
                 }
             }
-            Some(cmd) = command_rx.recv() => {
-                b2bua.handle_command(&mut endpoint, cmd, Instant::now().into_std()).await;
-            }
-            Some(ev) = recv_media_event(&mut media_events) => {
-                b2bua.handle_media_event(&mut endpoint, ev, Instant::now().into_std());
-            }
-            _ = tokio::time::sleep_until(next) => {
-                let now = Instant::now().into_std();
+            let now = Instant::now().into_std();
+            // Timers due are served whatever woke the loop, so a busy wire can
+            // never starve retransmissions and timeouts.
+            if endpoint.poll_timeout().is_some_and(|at| at <= now) {
                 endpoint.handle_timeout(now);
+            }
+            if b2bua.poll_timeout().is_some_and(|at| at <= now) {
                 b2bua.handle_timeout(&mut endpoint, now).await;
             }
-        }
-        let now = Instant::now().into_std();
-        while let Some(ev) = endpoint.poll_event() {
-            b2bua.handle_event(&mut endpoint, ev, now).await;
-        }
-        while let Some(t) = endpoint.poll_transmit() {
-            transports.send(t);
-        }
-        metrics
-            .sip_transactions_active
-            .set(endpoint.transaction_count() as i64);
-        metrics
-            .sip_dialogs_active
-            .set(endpoint.dialog_count() as i64);
-        if let Some(since) = stopping {
-            // Calls are gone (BYE answered) or we waited long enough: the
-            // contract is to exit within 10 s.
-            if endpoint.dialog_count() == 0 || since.elapsed() > Duration::from_secs(8) {
-                break;
+            while let Some(ev) = endpoint.poll_event() {
+                b2bua.handle_event(&mut endpoint, ev, now).await;
+            }
+            while let Some(t) = endpoint.poll_transmit() {
+                transports.send(t);
+            }
+            metrics
+                .sip_transactions_active
+                .set(endpoint.transaction_count() as i64);
+            metrics
+                .sip_dialogs_active
+                .set(endpoint.dialog_count() as i64);
+            if let Some(since) = stopping {
+                // Calls are gone (BYE answered) or we waited long enough: the
+                // contract is to exit within 10 s.
+                if endpoint.dialog_count() == 0 || since.elapsed() > Duration::from_secs(8) {
+                    break;
+                }
             }
         }
+        drop(b2bua);
+    };
+    if let Err(e) = tokio::spawn(sip_loop).await {
+        tracing::error!(error = %e, "the SIP loop failed");
     }
     sip_up.store(false, Ordering::Relaxed);
     refresher.abort();
     let _ = refresher.await;
     transports.shutdown().await;
-    drop(b2bua);
     // The relay's loops join their threads: do it off the async workers.
     if let Ok(media) = Arc::try_unwrap(media) {
         let _ = tokio::task::spawn_blocking(move || media.shutdown()).await;
@@ -404,6 +440,33 @@ pub async fn run(
     heartbeat.abort();
     store.close().await;
     Ok(())
+}
+
+/// Transport events handled per turn of the SIP loop at most.
+const TRANSPORT_BATCH: usize = 64;
+
+fn handle_transport(endpoint: &mut Endpoint, ev: TransportEvent, now: std::time::Instant) {
+    match ev {
+        TransportEvent::Message(m) => endpoint.handle_received(m, now),
+        TransportEvent::Error {
+            transport,
+            destination,
+            error,
+        } => {
+            tracing::debug!(%destination, %error, "transport error");
+            endpoint.handle_transport_error(transport, destination, now);
+        }
+    }
+}
+
+/// The next report of opened relay legs; pending forever without a stream.
+async fn recv_opened(
+    rx: &mut Option<mpsc::UnboundedReceiver<crate::b2bua::MediaOpened>>,
+) -> Option<crate::b2bua::MediaOpened> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next relay event; pending forever when there is no event stream.

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use softswitch::store::{
-    AnyStore, CallKind, CallRecordEnd, CallRecordStart, NewAccount, NewAuthCode, NewLogin, Outcome,
-    RateLimit, Store, StoreError,
+    AnyStore, CallKind, CallRecordEnd, CallRecordStart, CallRecordWrite, NewAccount, NewAuthCode,
+    NewLogin, Outcome, RateLimit, Store, StoreError,
 };
 use store_harness::TestDb;
 
@@ -30,6 +30,7 @@ both_backends!(
     cdr_live_then_finalized_exactly_once,
     cdr_concurrent_finalize_has_one_winner,
     cdr_duplicate_session_conflicts,
+    cdr_batch_writes_like_single_writes,
     close_stale_closes_only_this_nodes_live_rows,
     history_groups_pages_newest_first,
     list_calls_by_time_range,
@@ -454,6 +455,97 @@ async fn cdr_concurrent_finalize_has_one_winner(db: TestDb) {
     assert_eq!(winners.len(), 1, "exactly one finalize wins: {winners:?}");
     let rec = s.get_call(id).await.unwrap().unwrap();
     assert_eq!(rec.sip_status, Some(600 + i64::from(winners[0])));
+}
+
+async fn cdr_batch_writes_like_single_writes(db: TestDb) {
+    let s = db.open().await;
+    let earlier = s
+        .insert_live(&start("b-old", "800", "800", "1", 1_000))
+        .await
+        .unwrap();
+    s.set_ringing(earlier, 1_500).await.unwrap();
+    let mut e = end(Outcome::Answered, None, 9_100);
+    e.ring_ms = Some(1_600);
+    let batch = [
+        // A whole call in one batch: start, ring, answer, end.
+        CallRecordWrite {
+            start: Some(start("b-whole", "800", "800", "2", 2_000)),
+            ring_ms: Some(2_100),
+            answer_ms: Some(2_200),
+            end: Some(end(Outcome::Answered, None, 4_201)),
+            ..CallRecordWrite::default()
+        },
+        // A row from an earlier batch: its own ring time wins, answer and end
+        // are added.
+        CallRecordWrite {
+            id: Some(earlier),
+            answer_ms: Some(2_000),
+            end: Some(e),
+            ..CallRecordWrite::default()
+        },
+        // Starts and rings, stays live.
+        CallRecordWrite {
+            start: Some(start("b-live", "800", "800", "3", 3_000)),
+            ring_ms: Some(3_100),
+            ..CallRecordWrite::default()
+        },
+        CallRecordWrite::default(),
+    ];
+    let ids = s.write_call_records(&batch).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(ids[1], Some(earlier));
+    assert_eq!(ids[3], None);
+    let whole = s.get_call(ids[0].unwrap()).await.unwrap().unwrap();
+    assert_eq!(whole.state, "ended");
+    assert_eq!(
+        (whole.ring_ms, whole.answer_ms, whole.end_ms),
+        (Some(2_100), Some(2_200), Some(4_201))
+    );
+    assert_eq!(whole.duration_s, 3, "2.001 s billed as 3");
+    assert_eq!(whole.quality, Some(json!({"total_eval": 4.2, "pl": 0})));
+    let old = s.get_call(earlier).await.unwrap().unwrap();
+    assert_eq!(old.state, "ended");
+    assert_eq!((old.ring_ms, old.answer_ms), (Some(1_500), Some(2_000)));
+    assert_eq!(old.duration_s, 8);
+    let live = s.get_call(ids[2].unwrap()).await.unwrap().unwrap();
+    assert!(live.is_live());
+    assert_eq!((live.ring_ms, live.answer_ms), (Some(3_100), None));
+
+    // Later: answered, then an end that is a no-op on an ended row.
+    let later = [
+        CallRecordWrite {
+            id: ids[2],
+            answer_ms: Some(3_500),
+            ..CallRecordWrite::default()
+        },
+        CallRecordWrite {
+            id: Some(earlier),
+            end: Some(end(Outcome::Failed, None, 99_000)),
+            ..CallRecordWrite::default()
+        },
+    ];
+    s.write_call_records(&later).await.unwrap();
+    let live = s.get_call(ids[2].unwrap()).await.unwrap().unwrap();
+    assert_eq!((live.answer_ms, live.state.as_str()), (Some(3_500), "live"));
+    assert_eq!(s.get_call(earlier).await.unwrap().unwrap(), old);
+
+    // All or nothing: a duplicate session fails the whole batch.
+    let bad = [
+        CallRecordWrite {
+            start: Some(start("b-new", "800", "800", "4", 5_000)),
+            ..CallRecordWrite::default()
+        },
+        CallRecordWrite {
+            start: Some(start("b-live", "800", "800", "3", 5_000)),
+            ..CallRecordWrite::default()
+        },
+    ];
+    let failed = s.write_call_records(&bad).await;
+    assert!(
+        matches!(failed, Err(StoreError::Conflict("session_id"))),
+        "{failed:?}"
+    );
+    assert!(s.get_call_by_session("b-new").await.unwrap().is_none());
 }
 
 async fn cdr_duplicate_session_conflicts(db: TestDb) {

@@ -387,11 +387,26 @@ pub(crate) struct DetailEvalWire {
     switch_to_trunk: Option<f64>,
 }
 
+/// An address written as its text, or `""` when unknown, straight into the reply
+/// (no `String` built per poll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IpText(Option<IpAddr>);
+
+impl Serialize for IpText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(ip) => s.collect_str(ip),
+            None => s.serialize_str(""),
+        }
+    }
+}
+
 /// Media statistics of the app leg (API.md). Times in ms, rates 0..1.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StatsWire {
     /// Where the app's media comes from; "" before the first packet.
-    ip: String,
+    #[schema(value_type = String)]
+    ip: IpText,
     /// Packets received from the app.
     pr: u64,
     /// Packets lost from the app (RFC 3550: expected - received; may be negative).
@@ -600,7 +615,7 @@ fn stats(s: CallStats) -> StatsWire {
         trunk_down,
     } = s.detail_eval;
     StatsWire {
-        ip: s.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        ip: IpText(s.ip),
         pr: s.pr,
         pl: s.pl,
         jitter: finite(s.jitter),

@@ -155,7 +155,7 @@ pub fn router<S: Switch>(switch: Arc<S>, cfg: ApiConfig) -> Router {
             Pace::Quick => Arc::clone(&quick),
             Pace::LongPoll => Arc::clone(&long_poll),
         };
-        route.route_layer(axum::middleware::from_fn_with_state(guard, layers::guard))
+        route.route_layer(layers::GuardLayer(guard))
     };
 
     let endpoints = endpoints::<S>();
@@ -208,9 +208,7 @@ pub fn router<S: Switch>(switch: Arc<S>, cfg: ApiConfig) -> Router {
         // reaches the switch.
         router = router.route(&path, route.fallback(method_not_allowed));
     }
-    router
-        .with_state(state)
-        .layer(axum::middleware::from_fn(layers::request_id))
+    router.with_state(state).layer(layers::RequestIdLayer)
 }
 
 async fn method_not_allowed() -> Response {

@@ -8,6 +8,7 @@
 //! lenient deserializers of [`de`] where a number or an object is expected.
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -64,12 +65,23 @@ pub(crate) async fn extract(req: Request, limit: usize) -> Result<Params, Failur
 }
 
 /// Deserializes the merged parameters into a wire struct; errors name the field.
+///
+/// The common case, a valid request, is deserialized without path tracking (which
+/// copies every key it passes); only a failure is deserialized again, with tracking,
+/// to name the field. Both passes read the same value, so they fail alike.
 pub(crate) fn parse<T: DeserializeOwned>(map: Map<String, Value>) -> Result<T, Failure> {
-    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        describe(&path, &message)
-    })
+    let value = Value::Object(map);
+    if let Ok(wire) = T::deserialize(&value) {
+        return Ok(wire);
+    }
+    match serde_path_to_error::deserialize::<_, T>(&value) {
+        Ok(wire) => Ok(wire),
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            Err(describe(&path, &message))
+        }
+    }
 }
 
 /// Turns serde's (path, message) into `field: what is wrong`.
@@ -101,6 +113,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
     // Refuse before reading when the client says up front that it is too big.
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Failure::TooLarge { limit });
+    }
+    // A GET without a body (a status poll) has nothing to collect.
+    if body.size_hint().exact() == Some(0) {
+        return Ok(Vec::new());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
@@ -174,13 +190,10 @@ fn parse_json(body: &[u8]) -> Result<Map<String, Value>, Failure> {
 }
 
 fn parse_form(bytes: &[u8], what: &str) -> Result<Map<String, Value>, Failure> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
-        .map_err(|e| Failure::bad_request(what, format!("not form-urlencoded: {e}")))?;
-    // A repeated key: the last one wins, as with JSON objects.
-    Ok(pairs
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect())
+    // Straight into the map, every value a string. A repeated key: the last one
+    // wins, as with JSON objects.
+    serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| Failure::bad_request(what, format!("not form-urlencoded: {e}")))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {

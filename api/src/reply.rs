@@ -1,8 +1,9 @@
 //! The response layer: the only place that maps a [`Failure`] to an HTTP status, and
 //! where replies get their `data_enc` envelope.
 
+use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -81,7 +82,8 @@ pub(crate) fn http_status(reason: Reason) -> StatusCode {
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -100,10 +102,15 @@ fn body(plain: Vec<u8>, enveloped: bool) -> Vec<u8> {
     }
 }
 
-/// A 200 success reply.
+/// Room for a typical reply (a status poll with stats is ~300 bytes), so
+/// serializing does not grow the buffer step by step.
+const REPLY_CAPACITY: usize = 512;
+
+/// A 200 success reply, serialized straight into the body's bytes.
 pub(crate) fn ok<T: Serialize>(reply: &T, enveloped: bool) -> Response {
-    match serde_json::to_vec(reply) {
-        Ok(plain) => json_response(StatusCode::OK, body(plain, enveloped)),
+    let mut plain = Vec::with_capacity(REPLY_CAPACITY);
+    match serde_json::to_writer(&mut plain, reply) {
+        Ok(()) => json_response(StatusCode::OK, body(plain, enveloped)),
         Err(e) => failure(
             &Failure::Internal(format!("reply does not serialize: {e}")),
             enveloped,

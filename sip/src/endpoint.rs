@@ -27,8 +27,9 @@ use crate::message::{
     ParseErrorKind, Request, Response, SipUri, Uri, Via,
 };
 use crate::transaction::{
-    ClientInvite, ClientNonInvite, ServerInvite, ServerInviteState, ServerNonInvite, TimerConfig,
-    TransactionEvent, Uas2xxRetransmitter,
+    ClientInvite, ClientInviteState, ClientNonInvite, ClientNonInviteState, ServerInvite,
+    ServerInviteState, ServerNonInvite, ServerNonInviteState, TimerConfig, TransactionEvent,
+    Uas2xxRetransmitter,
 };
 use crate::transport::{Received, Transmit, Transport};
 use bytes::Bytes;
@@ -322,10 +323,10 @@ impl std::fmt::Debug for Endpoint {
 }
 
 fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::thread_rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.gen::<u8>()))
-        .collect()
+    let mut raw = [0u8; 32];
+    let raw = raw.get_mut(..bytes.min(32)).unwrap_or_default();
+    rand::thread_rng().fill(raw);
+    hex::encode(raw)
 }
 
 /// The method a transaction is keyed under: ACK and CANCEL are matched
@@ -1762,6 +1763,15 @@ impl Endpoint {
             Fsm::ServerInvite(f) => f.is_terminated(),
             Fsm::ServerNonInvite(f) => f.is_terminated(),
         };
+        // Past its final response a transaction only absorbs retransmissions
+        // (the FSM keeps the bytes it resends) until its timer ends it, 32 s
+        // on UDP: the parsed request and credentials are dead weight by then,
+        // and at a few thousand transactions per second they would be most
+        // of the memory.
+        if txn.request.is_some() && Self::past_final(&txn.fsm) {
+            txn.request = None;
+            txn.credentials = None;
+        }
         let next = Self::txn_timeout(txn);
         let rearm = next.is_some() && next != txn.armed;
         txn.armed = next;
@@ -1785,6 +1795,24 @@ impl Endpoint {
             }
         } else if rearm {
             self.arm(TimerRef::Txn(id), next);
+        }
+    }
+
+    /// The transaction has seen (client) or sent (server) its final response.
+    fn past_final(fsm: &Fsm) -> bool {
+        match fsm {
+            Fsm::ClientInvite(f) => matches!(
+                f.state(),
+                ClientInviteState::Accepted | ClientInviteState::Completed
+            ),
+            Fsm::ClientNonInvite(f) => f.state() == ClientNonInviteState::Completed,
+            Fsm::ServerInvite(f) => matches!(
+                f.state(),
+                ServerInviteState::Accepted
+                    | ServerInviteState::Completed
+                    | ServerInviteState::Confirmed
+            ),
+            Fsm::ServerNonInvite(f) => f.state() == ServerNonInviteState::Completed,
         }
     }
 

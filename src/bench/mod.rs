@@ -7,10 +7,12 @@
 //!                                      └─ rtp_load (N calls of 20 ms RTP) ─┐
 //!  sip_load (SIPp uac ─▶ system ─▶ SIPp uas, stepping the rate) ───────────┼─ report
 //!  hist (µs latency histogram), procstat (CPU, memory from /proc) ─────────┘
+//!  http_load (wrk ─▶ the status poll of a live app call, one core each) ───┘
 //! ```
 
 pub mod bencode;
 pub mod hist;
+pub mod http_load;
 pub mod ng;
 pub mod ng_relay;
 pub mod procstat;

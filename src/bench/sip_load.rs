@@ -77,6 +77,11 @@ pub struct SipStepConfig {
 #[derive(Clone, Debug, Default)]
 pub struct SipStep {
     pub rate: u32,
+    /// Seconds of calls at that rate.
+    pub seconds: u32,
+    /// A sustained run (a rate that passed the ladder, held longer), not a
+    /// step of the ladder.
+    pub sustained: bool,
     pub calls: u64,
     pub successful: u64,
     pub failed: u64,
@@ -485,9 +490,10 @@ impl SippPorts {
 /// Runs one step of the SIP workload against `system`.
 pub fn run_step(system: &SipSystem, cfg: &SipStepConfig) -> BenchResult<SipStep> {
     let dir = cfg.workdir.join(format!(
-        "sip-{}-{}",
+        "sip-{}-{}-{}s",
         system.name().replace('→', "-"),
-        cfg.rate
+        cfg.rate,
+        cfg.seconds
     ));
     std::fs::create_dir_all(&dir)?;
     let calls = u64::from(cfg.rate) * u64::from(cfg.seconds);
@@ -498,6 +504,7 @@ pub fn run_step(system: &SipSystem, cfg: &SipStepConfig) -> BenchResult<SipStep>
     let pid = running.proc.as_ref().map(Proc::pid);
     let mut step = SipStep {
         rate: cfg.rate,
+        seconds: cfg.seconds,
         calls,
         ..SipStep::default()
     };

@@ -7,6 +7,9 @@
 //! - the SIP workload (SIPp uac → system → SIPp uas, stepping the rate)
 //!   through `softswitch serve`, through Kamailio (stateful proxy) and
 //!   SIPp to SIPp directly (the floor);
+//! - the HTTP workload (`--only http`): wrk on one core against the apps'
+//!   call-status poll of `softswitch serve` pinned to another
+//!   (`softswitch::bench::http_load`);
 //!
 //! and writes one Markdown report with every figure per system and the
 //! ratios ours/peer. `scripts/bench-compare` builds, installs the peers and
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use softswitch::bench::hist::Histogram;
+use softswitch::bench::http_load::{self, HttpLoadConfig, HttpReport, StatusRoute};
 use softswitch::bench::ng::NgClient;
 use softswitch::bench::rtp_load::{self, RtpLoadConfig, RtpOutcome};
 use softswitch::bench::sip_load::{self, SipStep, SipStepConfig, SipSystem};
@@ -40,8 +44,8 @@ const MIN_SENT: f64 = 0.99;
 #[derive(Parser, Debug)]
 #[command(about = "RTP relay and SIP load benchmark: ours vs rtpengine/Kamailio vs no relay")]
 struct Args {
-    /// Workloads to run: rtp, sip (comma-separated).
-    #[arg(long, default_value = "rtp,sip", value_delimiter = ',')]
+    /// Workloads to run: rtp, sip, http (comma-separated).
+    #[arg(long, default_value = "rtp,sip,http", value_delimiter = ',')]
     only: Vec<String>,
     /// Concurrent calls tried, ascending; each relay stops at its first failure.
     #[arg(
@@ -85,6 +89,19 @@ struct Args {
     /// How long each SIP call is held, ms.
     #[arg(long, default_value_t = 2000)]
     hold_ms: u32,
+    /// After the ladder the switch's highest passing rate (and
+    /// `--sustain-target` if it passed) runs again this many seconds, as its
+    /// own "sustained" row; 0 skips it.
+    #[arg(long, default_value_t = 60)]
+    sustain_seconds: u32,
+    #[arg(long, default_value_t = 1500)]
+    sustain_target: u32,
+    /// The switch's relay ports in the SIP workload: four per call up at
+    /// once (two legs, RTP+RTCP), below the kernel's ephemeral range.
+    #[arg(long, default_value_t = 10000)]
+    sip_port_min: u16,
+    #[arg(long, default_value_t = 32767)]
+    sip_port_max: u16,
     /// SIP systems: direct, ours, kamailio.
     #[arg(long, default_value = "direct,ours,kamailio", value_delimiter = ',')]
     sip_systems: Vec<String>,
@@ -104,6 +121,25 @@ struct Args {
     /// The SIPp scenarios (tests/sipp).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp"))]
     scenarios: PathBuf,
+    /// HTTP: the load generator, pinned to `http_wrk_cpu`.
+    #[arg(long, default_value = "wrk")]
+    wrk: PathBuf,
+    /// HTTP: status routes loaded, one wrk run each: android, ios, web, and
+    /// healthz (the floor: the HTTP stack without the API).
+    #[arg(long, default_value = "android,healthz", value_delimiter = ',')]
+    http_routes: Vec<String>,
+    /// HTTP: seconds per wrk run, keep-alive connections, wrk threads.
+    #[arg(long, default_value_t = 10)]
+    http_seconds: u32,
+    #[arg(long, default_value_t = 64)]
+    http_connections: u32,
+    #[arg(long, default_value_t = 1)]
+    http_wrk_threads: u32,
+    /// HTTP: the cores the switch (one runtime worker) and wrk are pinned to.
+    #[arg(long, default_value_t = 0)]
+    http_switch_cpu: usize,
+    #[arg(long, default_value_t = 1)]
+    http_wrk_cpu: usize,
     /// Logs, configs, SIPp statistics.
     #[arg(long, default_value = "/tmp/softswitch-bench")]
     workdir: PathBuf,
@@ -143,6 +179,9 @@ fn main() -> BenchResult<()> {
     }
     if args.only.iter().any(|w| w == "sip") {
         report.sip = Some(run_sip(&args, &switch_bin)?);
+    }
+    if args.only.iter().any(|w| w == "http") {
+        report.http = Some(run_http(&args, &switch_bin));
     }
     let text = report.markdown(&args, &machine_before, &Machine::read(), started.elapsed());
     println!("{text}");
@@ -619,57 +658,8 @@ fn run_sip(args: &Args, switch_bin: &Path) -> BenchResult<SipReport> {
     rates.dedup();
     for system in &systems {
         for &rate in &rates {
-            let cfg = SipStepConfig {
-                rate,
-                seconds: args.sip_seconds,
-                hold_ms: args.hold_ms,
-                scenarios: args.scenarios.clone(),
-                workdir: args.workdir.clone(),
-                sipp: args.sipp.clone(),
-                media_ports: (args.port_min, args.port_max),
-            };
-            let mut step = sip_load::run_step(system, &cfg).map_err(|e| e.to_string());
-            if !step.as_ref().is_ok_and(|s| s.passed) {
-                // Once more, as for RTP: the machine is shared.
-                let first = match &step {
-                    Ok(s) => s.note.clone(),
-                    Err(e) => e.clone(),
-                };
-                eprintln!(
-                    "bench: retrying {} at {rate}/s once ({first})",
-                    system.name()
-                );
-                step = sip_load::run_step(system, &cfg)
-                    .map(|mut s| {
-                        s.note = if s.note.is_empty() {
-                            format!("2nd try (1st: {first})")
-                        } else {
-                            format!("2nd try (1st: {first}); {}", s.note)
-                        };
-                        s
-                    })
-                    .map_err(|e| e.to_string());
-            }
+            let step = run_sip_step(args, system, rate, args.sip_seconds);
             let passed = step.as_ref().is_ok_and(|s| s.passed);
-            eprintln!(
-                "bench: sip {} {rate}/s: {}",
-                system.name(),
-                match &step {
-                    Ok(s) => format!(
-                        "{} ok, {} failed, {} retrans, {:.0} cps achieved{}",
-                        s.successful,
-                        s.failed,
-                        s.retransmissions,
-                        s.achieved_cps,
-                        if s.note.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", s.note)
-                        }
-                    ),
-                    Err(e) => format!("error: {e}"),
-                }
-            );
             report.runs.push(SipRun {
                 system: system.name(),
                 step,
@@ -678,8 +668,99 @@ fn run_sip(args: &Args, switch_bin: &Path) -> BenchResult<SipReport> {
                 break;
             }
         }
+        // Sustained: the best ladder rate (and the target, if it passed),
+        // held long enough to show the loop never falls behind.
+        if !matches!(system, SipSystem::Switch { .. }) || args.sustain_seconds == 0 {
+            continue;
+        }
+        let passed: Vec<u32> = report
+            .runs
+            .iter()
+            .filter(|r| r.system == system.name())
+            .filter_map(|r| r.step.as_ref().ok())
+            .filter(|st| st.passed && !st.sustained)
+            .map(|st| st.rate)
+            .collect();
+        let mut sustain: Vec<u32> = passed.iter().max().copied().into_iter().collect();
+        if passed.contains(&args.sustain_target) && !sustain.contains(&args.sustain_target) {
+            sustain.push(args.sustain_target);
+        }
+        for rate in sustain {
+            let step = run_sip_step(args, system, rate, args.sustain_seconds).map(|mut s| {
+                s.sustained = true;
+                s
+            });
+            report.runs.push(SipRun {
+                system: system.name(),
+                step,
+            });
+        }
     }
     Ok(report)
+}
+
+/// One SIP step, tried once more when it fails (the machine is shared).
+fn run_sip_step(
+    args: &Args,
+    system: &SipSystem,
+    rate: u32,
+    seconds: u32,
+) -> Result<SipStep, String> {
+    let cfg = SipStepConfig {
+        rate,
+        seconds,
+        hold_ms: args.hold_ms,
+        scenarios: args.scenarios.clone(),
+        workdir: args.workdir.clone(),
+        sipp: args.sipp.clone(),
+        media_ports: (args.sip_port_min, args.sip_port_max),
+    };
+    let mut step = sip_load::run_step(system, &cfg).map_err(|e| e.to_string());
+    if !step.as_ref().is_ok_and(|s| s.passed) {
+        // Once more, as for RTP: the machine is shared.
+        let first = match &step {
+            Ok(s) => s.note.clone(),
+            Err(e) => e.clone(),
+        };
+        eprintln!(
+            "bench: retrying {} at {rate}/s for {seconds} s once ({first})",
+            system.name()
+        );
+        step = sip_load::run_step(system, &cfg)
+            .map(|mut s| {
+                s.note = if s.note.is_empty() {
+                    format!("2nd try (1st: {first})")
+                } else {
+                    format!("2nd try (1st: {first}); {}", s.note)
+                };
+                s
+            })
+            .map_err(|e| e.to_string());
+    }
+    eprintln!(
+        "bench: sip {} {rate}/s for {seconds} s: {}",
+        system.name(),
+        match &step {
+            Ok(s) => format!(
+                "{} ok, {} failed, {} retrans, {:.0} cps achieved, INVITE→200 {:.2} ms, \
+                 CPU {} ms/call, {} KiB/dialog{}",
+                s.successful,
+                s.failed,
+                s.retransmissions,
+                s.achieved_cps,
+                s.setup_ms,
+                opt(s.cpu_ms_per_call(), 3),
+                opt(s.kib_per_dialog(), 1),
+                if s.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.note)
+                }
+            ),
+            Err(e) => format!("error: {e}"),
+        }
+    );
+    step
 }
 
 // ---------------------------------------------------------------------------
@@ -690,6 +771,38 @@ fn run_sip(args: &Args, switch_bin: &Path) -> BenchResult<SipReport> {
 struct Report {
     rtp: Option<RtpReport>,
     sip: Option<SipReport>,
+    http: Option<HttpReport>,
+}
+
+/// The HTTP workload; a failure becomes the section's note, so the other
+/// workloads' figures are still reported.
+fn run_http(args: &Args, switch_bin: &Path) -> HttpReport {
+    let mut routes = Vec::new();
+    for name in &args.http_routes {
+        match StatusRoute::parse(name) {
+            Some(r) => routes.push(r),
+            None => eprintln!("bench: unknown HTTP route {name:?} (android, ios, web, healthz)"),
+        }
+    }
+    let cfg = HttpLoadConfig {
+        switch_bin: switch_bin.to_path_buf(),
+        sipp: args.sipp.clone(),
+        wrk: args.wrk.clone(),
+        scenarios: args.scenarios.clone(),
+        workdir: args.workdir.clone(),
+        switch_cpu: args.http_switch_cpu,
+        wrk_cpu: args.http_wrk_cpu,
+        wrk_threads: args.http_wrk_threads,
+        connections: args.http_connections,
+        seconds: args.http_seconds,
+        routes,
+        media_ports: (args.port_min, args.port_max),
+    };
+    eprintln!("bench: http status poll ({}s per route)", args.http_seconds);
+    http_load::run(&cfg).unwrap_or_else(|e| HttpReport {
+        note: format!("the HTTP workload did not run: {e}"),
+        ..HttpReport::default()
+    })
 }
 
 fn us(ns: u64) -> String {
@@ -766,6 +879,9 @@ impl Report {
         }
         if let Some(s) = &self.sip {
             sip_markdown(&mut t, s, args);
+        }
+        if let Some(h) = &self.http {
+            http_load::markdown(&mut t, h);
         }
         let _ = writeln!(
             t,
@@ -1055,7 +1171,7 @@ fn sip_markdown(t: &mut String, s: &SipReport, args: &Args) {
             .iter()
             .filter(|r| r.system == name)
             .filter_map(|r| r.step.as_ref().ok())
-            .filter(|st| st.passed)
+            .filter(|st| st.passed && !st.sustained)
             .max_by_key(|st| st.rate)
     };
     let _ = writeln!(
@@ -1073,6 +1189,7 @@ fn sip_markdown(t: &mut String, s: &SipReport, args: &Args) {
             .runs
             .iter()
             .filter(|r| r.system == *name)
+            .filter(|r| !r.step.as_ref().is_ok_and(|st| st.sustained))
             .find(|r| !r.step.as_ref().is_ok_and(|st| st.passed))
             .map_or_else(
                 || "none failed up to the highest rate tried".to_owned(),
@@ -1101,7 +1218,7 @@ fn sip_markdown(t: &mut String, s: &SipReport, args: &Args) {
             .iter()
             .filter(|r| r.system == name)
             .filter_map(|r| r.step.as_ref().ok())
-            .find(|st| st.passed && st.rate == rate)
+            .find(|st| st.passed && !st.sustained && st.rate == rate)
     };
     for peer in ["SIPp→SIPp", "Kamailio"] {
         let Some(p) = best(peer) else { continue };
@@ -1127,6 +1244,48 @@ fn sip_markdown(t: &mut String, s: &SipReport, args: &Args) {
             )
         );
     }
+    let sustained: Vec<&SipRun> = s
+        .runs
+        .iter()
+        .filter(|r| r.step.as_ref().is_ok_and(|st| st.sustained))
+        .collect();
+    if !sustained.is_empty() {
+        let _ = writeln!(
+            t,
+            "\n### Sustained {} s\n\nThe switch's highest passing ladder rate (and the \
+             {} calls/s target when it passed), held for {} s under the same pass rule.\n",
+            args.sustain_seconds, args.sustain_target, args.sustain_seconds
+        );
+        let _ = writeln!(
+            t,
+            "| system | calls/s | calls | ok | failed | retrans | achieved calls/s | INVITE→200 mean | CPU ms / call | KiB / dialog | pass | note |"
+        );
+        let _ = writeln!(
+            t,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|"
+        );
+        for r in sustained {
+            if let Ok(st) = &r.step {
+                let _ = writeln!(
+                    t,
+                    "| {} sustained {} s | {} | {} | {} | {} | {} | {:.0} | {:.2} ms | {} | {} | {} | {} |",
+                    r.system,
+                    st.seconds,
+                    st.rate,
+                    st.calls,
+                    st.successful,
+                    st.failed,
+                    st.retransmissions,
+                    st.achieved_cps,
+                    st.setup_ms,
+                    opt(st.cpu_ms_per_call(), 3),
+                    opt(st.kib_per_dialog(), 1),
+                    if st.passed { "✓" } else { "✗" },
+                    st.note.replace('|', "/")
+                );
+            }
+        }
+    }
     let _ = writeln!(t, "\n### Every step\n");
     let _ = writeln!(
         t,
@@ -1141,8 +1300,13 @@ fn sip_markdown(t: &mut String, s: &SipReport, args: &Args) {
             Ok(st) => {
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {} | {} | {} | {} | {:.0} | {:.2} ms | {} | {} | {} | {} | {} | {} |",
+                    "| {}{} | {} | {} | {} | {} | {} | {:.0} | {:.2} ms | {} | {} | {} | {} | {} | {} |",
                     r.system,
+                    if st.sustained {
+                        format!(" (sustained {} s)", st.seconds)
+                    } else {
+                        String::new()
+                    },
                     st.rate,
                     st.calls,
                     st.successful,

@@ -268,6 +268,23 @@ pub struct CallRecordEnd {
     pub trunk: Option<String>,
 }
 
+/// Everything one batch of the call-record writer has for one call, written in
+/// one go by [`Store::write_call_records`]: the live row (`start`) or the row
+/// already known (`id`), then the first ring and answer times, then the end.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallRecordWrite {
+    /// Insert this live row (its id comes back).
+    pub start: Option<CallRecordStart>,
+    /// Or update this existing row.
+    pub id: Option<i64>,
+    /// Kept only if the row has none yet (as [`Store::set_ringing`]).
+    pub ring_ms: Option<i64>,
+    /// Kept only if the row has none yet (as [`Store::set_answered`]).
+    pub answer_ms: Option<i64>,
+    /// Closes the row (as [`Store::finalize`]).
+    pub end: Option<CallRecordEnd>,
+}
+
 /// A stored call detail record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallRecord {
@@ -530,6 +547,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records the answer time of a live call: a call that was up when the process
     /// died is then still billed up to the last heartbeat.
     fn set_answered(&self, id: i64, ms: i64) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Applies a batch of call-record writes in one transaction (all or
+    /// nothing), in order; returns each write's row id (the inserted one for
+    /// a `start`, `id` otherwise; `None` for a write with neither). An end
+    /// closes only a live row, like [`Store::finalize`].
+    fn write_call_records(
+        &self,
+        batch: &[CallRecordWrite],
+    ) -> impl Future<Output = StoreResult<Vec<Option<i64>>>> + Send;
     /// Notes that `node` is alive at `now_ms` (call every few seconds).
     fn heartbeat(&self, node: &str, now_ms: i64) -> impl Future<Output = StoreResult<()>> + Send;
     /// Closes a live record. Idempotent: `true` for the one call that closed it,
@@ -762,6 +787,7 @@ delegate! {
     fn insert_live(&self, start: &CallRecordStart) -> StoreResult<i64>;
     fn set_ringing(&self, id: i64, ms: i64) -> StoreResult<bool>;
     fn set_answered(&self, id: i64, ms: i64) -> StoreResult<bool>;
+    fn write_call_records(&self, batch: &[CallRecordWrite]) -> StoreResult<Vec<Option<i64>>>;
     fn heartbeat(&self, node: &str, now_ms: i64) -> StoreResult<()>;
     fn finalize(&self, id: i64, end: &CallRecordEnd) -> StoreResult<bool>;
     fn close_stale(&self, node: &str, now_ms: i64) -> StoreResult<u64>;

@@ -597,6 +597,96 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn write_call_records(
+                &self,
+                batch: &[$crate::store::CallRecordWrite],
+            ) -> $crate::store::StoreResult<Vec<Option<i64>>> {
+                // One transaction for the whole batch: a commit (and, for
+                // SQLite, its WAL append) per batch instead of per event.
+                let mut tx = self.write_tx("call_records").await?;
+                let mut ids = Vec::with_capacity(batch.len());
+                for w in batch {
+                    let id = match (&w.start, w.id) {
+                        (Some(start), _) => Some(
+                            sqlx::query_scalar(
+                                "INSERT INTO call_records \
+                                 (session_id, account, peer_account, caller, callee, kind, \
+                                  trunk, call_ms, ring_ms, answer_ms, state, node) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                                 RETURNING id",
+                            )
+                            .bind(&start.session_id)
+                            .bind(&start.account)
+                            .bind(&start.peer_account)
+                            .bind(&start.caller)
+                            .bind(&start.callee)
+                            .bind(start.kind.as_str())
+                            .bind(&start.trunk)
+                            .bind(start.call_ms)
+                            .bind(w.ring_ms)
+                            .bind(w.answer_ms)
+                            .bind($crate::store::STATE_LIVE)
+                            .bind(&start.node)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| $crate::store::StoreError::from_db(e, "session_id"))?,
+                        ),
+                        (None, Some(id)) => {
+                            if w.end.is_none() && (w.ring_ms.is_some() || w.answer_ms.is_some()) {
+                                sqlx::query(
+                                    "UPDATE call_records SET ring_ms = COALESCE(ring_ms, $2), \
+                                       answer_ms = COALESCE(answer_ms, $3) \
+                                     WHERE id = $1 AND state = $4",
+                                )
+                                .bind(id)
+                                .bind(w.ring_ms)
+                                .bind(w.answer_ms)
+                                .bind($crate::store::STATE_LIVE)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            Some(id)
+                        }
+                        (None, None) => None,
+                    };
+                    if let (Some(id), Some(end)) = (id, &w.end) {
+                        // As `finalize`, in one statement: the row's own ring and
+                        // answer times win (the right-hand sides see the old row),
+                        // the duration is billed from the answer, rounded up.
+                        sqlx::query(
+                            "UPDATE call_records SET state = $2, \
+                               ring_ms = COALESCE(ring_ms, $3), \
+                               answer_ms = COALESCE(answer_ms, $4), \
+                               end_ms = $5, \
+                               duration_s = CASE \
+                                 WHEN COALESCE(answer_ms, $4) IS NOT NULL \
+                                   AND $5 > COALESCE(answer_ms, $4) \
+                                 THEN ($5 - COALESCE(answer_ms, $4) + 999) / 1000 \
+                                 ELSE 0 END, \
+                               outcome = $6, sip_status = $7, codecs = $8, quality = $9, \
+                               trunk = COALESCE($10, trunk) \
+                             WHERE id = $1 AND state = $11",
+                        )
+                        .bind(id)
+                        .bind($crate::store::STATE_ENDED)
+                        .bind(end.ring_ms.or(w.ring_ms))
+                        .bind(end.answer_ms.or(w.answer_ms))
+                        .bind(end.end_ms)
+                        .bind(end.outcome.as_str())
+                        .bind(end.sip_status.map(i64::from))
+                        .bind(&end.codecs)
+                        .bind(end.quality.as_ref().map($crate::store::sql::to_json))
+                        .bind(&end.trunk)
+                        .bind($crate::store::STATE_LIVE)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    ids.push(id);
+                }
+                tx.commit().await?;
+                Ok(ids)
+            }
+
             async fn close_stale(
                 &self,
                 node: &str,

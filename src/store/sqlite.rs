@@ -72,7 +72,11 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+            // A local file does not drop connections: no ping (a round trip
+            // to the connection's worker thread) before every query.
+            SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .test_before_acquire(false)
         };
         let pool = pool_options.connect_with(options).await?;
         migrate::migrator(migrate::SQLITE).await?.run(&pool).await?;

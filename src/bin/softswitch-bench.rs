@@ -142,6 +142,8 @@ fn main() -> BenchResult<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Read before any pinning narrows it.
+    machine_cpus();
     std::fs::create_dir_all(&args.workdir)?;
     let here = std::env::current_exe()?
         .parent()
@@ -223,9 +225,16 @@ impl Machine {
     }
 }
 
+/// The CPUs this process may use at start-up, before it pins itself
+/// (after that `available_parallelism` would say 1).
+fn machine_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Whether this run pins (asked for, and at least two CPUs to pin to).
 fn pinning(args: &Args) -> bool {
-    args.pin && thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+    args.pin && machine_cpus() >= 2
 }
 
 /// `program` on CPU 0 when pinning (`taskset` execs it: same pid).
@@ -511,8 +520,7 @@ fn run_rtp(args: &Args, relay_bin: &Path) -> BenchResult<RtpReport> {
     }
     let report = run_rtp_pinned(args, relay_bin);
     if pinned {
-        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-        pin_self(&format!("0-{}", cpus.saturating_sub(1)))?;
+        pin_self(&format!("0-{}", machine_cpus().saturating_sub(1)))?;
     }
     let mut report = report?;
     report.pinned = pinned;

@@ -1,52 +1,59 @@
-//! The tokio driver of the relay: a UDP port pool and N event loops.
+//! The driver of the relay: a UDP port pool and N event loops, one OS
+//! thread each, over `epoll` (see [`sys`]).
 //!
 //! ```text
-//!  call layer (multi-thread runtime)          loop k (own OS thread, current-thread runtime)
+//!  call layer (any thread, async)              loop k (own OS thread)
 //!  MediaDriver::open_leg(group, cfg) ──bind──▶ ports from the pool
-//!        └── Control::Open (mpsc) ───────────▶ Relay::add_leg + one task per socket
-//!                                              socket task: recv_from ─▶ Relay::handle_rtp
-//!                                                 ─▶ try_send_to on the peer leg's socket
+//!        └── Control::Open + eventfd ────────▶ Relay::add_leg + epoll_ctl(ADD)
+//!                                              epoll_wait ─▶ ready sockets:
+//!                                                recvfrom ─▶ Relay::handle_rtp
+//!                                                ─▶ sendto on the peer leg's socket
 //! ```
 //!
 //! Every leg of a call group lives on one loop, so forwarding is a direct
-//! `send_to` on the peer's socket: no channel hop, no lock (the loop's state
-//! is an `Rc<RefCell<..>>` shared by tasks of one thread), no allocation
-//! (one receive buffer per socket task, reused). Control (open, bridge,
-//! update, close, counters) reaches a loop by message. The port pool is the
-//! only shared structure, behind a mutex touched on the control path only.
+//! `sendto` on the peer's socket: no channel hop, no lock, no task and no
+//! allocation per packet. A loop has one receive buffer for all its
+//! sockets and one level-triggered epoll set: a busy loop collects the
+//! packets of many calls in one `epoll_wait` and spends exactly one
+//! `recvfrom` and one `sendto` on each. A leg costs its relay state and
+//! its sockets, nothing per socket in user space besides. Control (open,
+//! bridge, update, close, counters) reaches a loop by message plus an
+//! eventfd write; the reply comes back on a oneshot channel the caller
+//! awaits. The port pool is the only shared structure, behind a mutex
+//! touched on the control path only.
 //!
-//! Each loop also owns the relay's timers: it sleeps until
-//! `Relay::poll_timeout`, then sends what `Relay::poll_rtcp` produces (the
-//! relay's own SR/RR per leg) from the leg's RTCP socket, or its RTP socket
-//! with rtcp-mux, and what `Relay::poll_transmit` produces (the digits of
-//! `send_dtmf`, the frames of `play`) from the leg's RTP socket. RTCP from
-//! the endpoints is terminated by the relay. A packet that adds a deadline
-//! (the first packet of a received key press) wakes the loop to re-arm.
+//! Each loop also owns the relay's timers: its `epoll_wait` times out at
+//! `Relay::poll_timeout`, then it sends what `Relay::poll_rtcp` produces
+//! (the relay's own SR/RR per leg) from the leg's RTCP socket, or its RTP
+//! socket with rtcp-mux, and what `Relay::poll_transmit` produces (the
+//! digits of `send_dtmf`, the frames of `play`) from the leg's RTP socket.
+//! RTCP from the endpoints is terminated by the relay. The timeout is
+//! computed afresh every iteration, so a packet that adds a deadline (the
+//! first packet of a received key press) is accounted for at once.
 //!
 //! ```text
 //!  Relay::poll_event ─▶ MediaEvent (LegKey, not the reused LegId)
 //!      ─▶ bounded channel, try_send (a full channel drops and counts:
 //!         the loop never waits for the call layer) ─▶ MediaDriver::take_events
-//!  recv_from ─ Instant ─▶ handle_rtp ─▶ send_to returned ─▶ LatencyHistogram
+//!  recvfrom ─ Instant ─▶ handle_rtp ─▶ sendto returned ─▶ LatencyHistogram
 //!      (one shard per loop, relaxed atomics) ─▶ MediaDriver::latency
 //! ```
 
-use std::cell::RefCell;
+mod sys;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::num::NonZeroUsize;
-use std::rc::Rc;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::net::UdpSocket;
-use tokio::runtime::Runtime;
-use tokio::sync::{mpsc, oneshot, Notify};
-use tokio::task::{JoinHandle, LocalSet};
+use tokio::sync::{mpsc, oneshot};
 
+use self::sys::{Epoll, EventFd, Events};
 use crate::format::LegFormat;
 use crate::latency::{LatencyHistogram, LatencySnapshot};
 use crate::playback::{self, Wav};
@@ -55,12 +62,12 @@ use crate::relay::{
     RtcpOut, SocketKind,
 };
 
-/// Receive buffer per socket. RTP on a 1500-byte MTU fits with room to spare;
-/// a datagram that fills it may have been truncated and is dropped.
+/// Receive buffer of a loop. RTP on a 1500-byte MTU fits with room to
+/// spare; a datagram that fills it may have been truncated and is dropped.
 const RECV_BUF: usize = 4096;
 
-/// Pending control messages per loop before `open_leg` and friends wait.
-const CONTROL_QUEUE: usize = 1024;
+/// Ready sockets taken from one `epoll_wait`.
+const EPOLL_BATCH: usize = 256;
 
 /// Events waiting for the call layer ([`MediaDriver::take_events`]) before
 /// new ones are dropped (and counted): a few seconds of key presses on
@@ -347,8 +354,34 @@ struct LoopOutputs {
 }
 
 struct LoopHandle {
-    tx: mpsc::Sender<Control>,
-    thread: thread::JoinHandle<()>,
+    /// `None` once the loop has been told to stop.
+    tx: Option<std_mpsc::Sender<Control>>,
+    waker: Arc<EventFd>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl LoopHandle {
+    fn send(&self, message: Control) -> Result<(), DriverError> {
+        let tx = self.tx.as_ref().ok_or(DriverError::LoopGone)?;
+        tx.send(message).map_err(|_| DriverError::LoopGone)?;
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Closes the queue and wakes the loop, which then ends (closing its
+    /// sockets) once it has handled what was queued.
+    fn stop(&mut self) {
+        if self.tx.take().is_some() {
+            self.waker.wake();
+        }
+    }
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        // Not joined: a driver dropped on an async task must not block it.
+        self.stop();
+    }
 }
 
 /// The relay's event loops and port pool.
@@ -376,10 +409,10 @@ impl MediaDriver {
         let events_dropped = Arc::new(AtomicU64::new(0));
         let latency = Arc::new(LatencyHistogram::new(n));
         for i in 0..n {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+            let epoll = Epoll::new()?;
+            let waker = Arc::new(EventFd::new()?);
+            epoll.add(waker.raw(), WAKE_TOKEN)?;
+            let (tx, rx) = std_mpsc::channel();
             let relay_cfg = cfg.relay;
             let outputs = LoopOutputs {
                 index: i,
@@ -387,12 +420,19 @@ impl MediaDriver {
                 events_dropped: Arc::clone(&events_dropped),
                 latency: Arc::clone(&latency),
             };
-            // On an early return the loops already started see their channel
-            // close and stop.
+            let loop_waker = Arc::clone(&waker);
+            // On an early return the loops already started are stopped by
+            // their handles' drop.
             let thread = thread::Builder::new()
                 .name(format!("media-loop-{i}"))
-                .spawn(move || run_loop(rt, rx, relay_cfg, outputs))?;
-            loops.push(LoopHandle { tx, thread });
+                .spawn(move || {
+                    run_loop(rx, loop_waker, epoll, relay_cfg, outputs);
+                })?;
+            loops.push(LoopHandle {
+                tx: Some(tx),
+                waker,
+                thread: Some(thread),
+            });
         }
         Ok(MediaDriver {
             loops,
@@ -662,10 +702,12 @@ impl MediaDriver {
 
     /// Stops the loops and waits for their threads (their sockets close).
     /// Blocking, briefly: call it at process shutdown.
-    pub fn shutdown(self) {
-        for LoopHandle { tx, thread } in self.loops {
-            drop(tx);
-            if thread.join().is_err() {
+    pub fn shutdown(mut self) {
+        for lp in &mut self.loops {
+            lp.stop();
+        }
+        for lp in &mut self.loops {
+            if lp.thread.take().is_some_and(|t| t.join().is_err()) {
                 tracing::error!("media loop thread panicked");
             }
         }
@@ -717,10 +759,7 @@ impl MediaDriver {
     ) -> Result<T, DriverError> {
         let lp = self.loops.get(loop_index).ok_or(DriverError::LoopGone)?;
         let (reply, rx) = oneshot::channel();
-        lp.tx
-            .send(message(reply))
-            .await
-            .map_err(|_| DriverError::LoopGone)?;
+        lp.send(message(reply))?;
         rx.await.map_err(|_| DriverError::LoopGone)?
     }
 }
@@ -745,19 +784,52 @@ fn bind_pair(
 /// One loop's sockets of one leg.
 struct LoopLeg {
     serial: u64,
-    rtp: Rc<UdpSocket>,
-    rtcp: Option<Rc<UdpSocket>>,
-    tasks: Vec<JoinHandle<()>>,
+    rtp: StdUdpSocket,
+    rtcp: Option<StdUdpSocket>,
+}
+
+impl LoopLeg {
+    fn socket(&self, kind: SocketKind) -> Option<&StdUdpSocket> {
+        match kind {
+            SocketKind::Rtp => Some(&self.rtp),
+            SocketKind::Rtcp => self.rtcp.as_ref(),
+        }
+    }
+}
+
+/// The `epoll` token of the loop's own eventfd; sockets' tokens are never 0
+/// (see [`socket_token`]).
+const WAKE_TOKEN: u64 = 0;
+
+/// A socket's `epoll` token: the leg's slot, which socket, and the low
+/// bits of the leg's serial, so a readiness reported for a slot that has
+/// since been reused is recognised and ignored.
+fn socket_token(key: Key, kind: SocketKind) -> u64 {
+    let kind_bit = match kind {
+        SocketKind::Rtp => 0,
+        SocketKind::Rtcp => 1,
+    };
+    ((key.serial & 0xffff_ffff) << 32) | (u64::from(key.id.0) << 1) | kind_bit
+}
+
+fn token_socket(token: u64) -> (LegId, u32, SocketKind) {
+    let kind = if token & 1 == 0 {
+        SocketKind::Rtp
+    } else {
+        SocketKind::Rtcp
+    };
+    let id = LegId(((token & 0xffff_ffff) >> 1) as u32);
+    (id, (token >> 32) as u32, kind)
 }
 
 /// Everything a loop owns; only its own thread ever touches it.
 struct LoopState {
     relay: Relay,
     legs: Vec<Option<LoopLeg>>,
+    /// Starts at 1 so that no socket's token is [`WAKE_TOKEN`].
     next_serial: u64,
+    epoll: Epoll,
     outputs: LoopOutputs,
-    /// Wakes the loop to re-arm its timer when a packet added a deadline.
-    wake: Rc<Notify>,
 }
 
 impl LoopState {
@@ -767,51 +839,81 @@ impl LoopState {
             .and_then(Option::as_ref)
             .filter(|l| l.serial == key.serial)
     }
+
+    fn socket(&self, leg: LegId, kind: SocketKind) -> Option<&StdUdpSocket> {
+        self.legs
+            .get(leg.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|l| l.socket(kind))
+    }
 }
 
-type Shared = Rc<RefCell<LoopState>>;
-
-fn run_loop(rt: Runtime, mut rx: mpsc::Receiver<Control>, cfg: RelayConfig, outputs: LoopOutputs) {
-    let local = LocalSet::new();
-    local.block_on(&rt, async move {
-        let wake = Rc::new(Notify::new());
-        let state: Shared = Rc::new(RefCell::new(LoopState {
-            relay: Relay::new(cfg),
-            legs: Vec::new(),
-            next_serial: 1,
-            outputs,
-            wake: Rc::clone(&wake),
-        }));
-        loop {
-            let due = {
-                let mut st = state.borrow_mut();
-                // This very computation takes any new deadline into account.
-                st.relay.take_timeout_changed();
-                st.relay.poll_timeout()
-            };
-            let timer = async move {
-                match due {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                message = rx.recv() => match message {
-                    Some(message) => control(&state, message).await,
-                    None => break,
-                },
-                () = timer => {
-                    send_rtcp(&state);
-                    send_generated(&state);
-                }
-                () = wake.notified() => {}
+/// A loop: wait for sockets, the control eventfd or the relay's next
+/// deadline; read each ready socket once; then timers; then control.
+fn run_loop(
+    rx: std_mpsc::Receiver<Control>,
+    waker: Arc<EventFd>,
+    epoll: Epoll,
+    cfg: RelayConfig,
+    outputs: LoopOutputs,
+) {
+    let mut st = LoopState {
+        relay: Relay::new(cfg),
+        legs: Vec::new(),
+        next_serial: 1,
+        epoll,
+        outputs,
+    };
+    // The one receive buffer of the loop: every socket is read into it and
+    // the packet is forwarded before the next read.
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut events = Events::with_capacity(EPOLL_BATCH);
+    loop {
+        // This very computation takes any new deadline into account.
+        st.relay.take_timeout_changed();
+        let timeout = st
+            .relay
+            .poll_timeout()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        if let Err(e) = st.epoll.wait(&mut events, timeout) {
+            // Not expected (EBADF/EINVAL would be a bug); do not spin.
+            tracing::error!(error = %e, "media loop epoll_wait failed");
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let mut control_pending = false;
+        for token in events.tokens() {
+            if token == WAKE_TOKEN {
+                control_pending = true;
+            } else {
+                read_socket(&mut st, token, &mut buf);
             }
         }
-    });
-    // Dropping the LocalSet drops the socket tasks and so closes the sockets.
+        if st
+            .relay
+            .poll_timeout()
+            .is_some_and(|at| at <= Instant::now())
+        {
+            send_rtcp(&mut st);
+            send_generated(&mut st);
+        }
+        if control_pending {
+            // Drained before reading the queue: a message sent after the
+            // last `try_recv` finds the eventfd set again.
+            waker.drain();
+            loop {
+                match rx.try_recv() {
+                    Ok(message) => control(&mut st, message),
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    // The driver is gone: dropping the state closes the sockets.
+                    Err(std_mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+        }
+    }
 }
 
-async fn control(state: &Shared, message: Control) {
+fn control(st: &mut LoopState, message: Control) {
     match message {
         Control::Open {
             cfg,
@@ -819,10 +921,9 @@ async fn control(state: &Shared, message: Control) {
             rtcp,
             reply,
         } => {
-            let _ = reply.send(open(state, cfg, rtp, rtcp));
+            let _ = reply.send(open(st, cfg, rtp, rtcp));
         }
         Control::Bridge { a, b, reply } => {
-            let mut st = state.borrow_mut();
             let result = if st.leg(a).is_some() && st.leg(b).is_some() {
                 st.relay.bridge(a.id, b.id).map_err(DriverError::from)
             } else {
@@ -831,18 +932,12 @@ async fn control(state: &Shared, message: Control) {
             let _ = reply.send(result);
         }
         Control::Update { leg, remote, reply } => {
-            let mut st = state.borrow_mut();
-            let result = if st.leg(leg).is_some() {
-                st.relay
-                    .update_leg(leg.id, remote, Instant::now())
-                    .map_err(DriverError::from)
-            } else {
-                Err(DriverError::UnknownLeg)
-            };
+            let result = with_leg(st, leg, |relay, id| {
+                relay.update_leg(id, remote, Instant::now())
+            });
             let _ = reply.send(result);
         }
         Control::Counters { leg, reply } => {
-            let st = state.borrow();
             let result = st
                 .leg(leg)
                 .and_then(|_| st.relay.leg_counters(leg.id))
@@ -850,24 +945,10 @@ async fn control(state: &Shared, message: Control) {
             let _ = reply.send(result);
         }
         Control::Codec { leg, codec, reply } => {
-            let mut st = state.borrow_mut();
-            let result = if st.leg(leg).is_some() {
-                st.relay.set_codec(leg.id, codec).map_err(DriverError::from)
-            } else {
-                Err(DriverError::UnknownLeg)
-            };
-            let _ = reply.send(result);
+            let _ = reply.send(with_leg(st, leg, |relay, id| relay.set_codec(id, codec)));
         }
         Control::Format { leg, format, reply } => {
-            let mut st = state.borrow_mut();
-            let result = if st.leg(leg).is_some() {
-                st.relay
-                    .set_format(leg.id, format)
-                    .map_err(DriverError::from)
-            } else {
-                Err(DriverError::UnknownLeg)
-            };
-            let _ = reply.send(result);
+            let _ = reply.send(with_leg(st, leg, |relay, id| relay.set_format(id, format)));
         }
         Control::Dtmf {
             leg,
@@ -875,13 +956,13 @@ async fn control(state: &Shared, message: Control) {
             duration_ms,
             reply,
         } => {
-            let result = with_leg(state, leg, |relay, id| {
+            let result = with_leg(st, leg, |relay, id| {
                 relay.send_dtmf(id, &digits, duration_ms, Instant::now())
             });
             let _ = reply.send(result);
         }
         Control::PlayRate { leg, reply } => {
-            let _ = reply.send(with_leg(state, leg, |relay, id| relay.play_rate(id)));
+            let _ = reply.send(with_leg(st, leg, |relay, id| relay.play_rate(id)));
         }
         Control::Play {
             leg,
@@ -889,51 +970,34 @@ async fn control(state: &Shared, message: Control) {
             looped,
             reply,
         } => {
-            let result = with_leg(state, leg, |relay, id| {
+            let result = with_leg(st, leg, |relay, id| {
                 relay.play(id, wav, looped, Instant::now())
             });
             // Empty audio ends at once.
-            drain_events(&mut state.borrow_mut());
+            drain_events(st);
             let _ = reply.send(result);
         }
         Control::StopPlay { leg, reply } => {
-            let _ = reply.send(with_leg(state, leg, |relay, id| relay.stop_play(id)));
+            let _ = reply.send(with_leg(st, leg, |relay, id| relay.stop_play(id)));
         }
         Control::DtmfClock { leg, rate, reply } => {
-            let result = with_leg(state, leg, |relay, id| relay.set_dtmf_clock_rate(id, rate));
+            let result = with_leg(st, leg, |relay, id| relay.set_dtmf_clock_rate(id, rate));
             let _ = reply.send(result);
         }
         Control::Close { leg, reply } => {
-            let removed = {
-                let mut st = state.borrow_mut();
-                if st.leg(leg).is_some() {
-                    // Tell the endpoint this SSRC is gone while the socket
-                    // is still open (best effort: RTCP is not retried).
-                    if let Some(bye) = st.relay.rtcp_bye(leg.id, None) {
-                        send_rtcp_packet(&mut st, bye);
-                    }
-                    let _ = st.relay.remove_leg(leg.id);
-                    st.legs.get_mut(leg.id.0 as usize).and_then(Option::take)
-                } else {
-                    None
-                }
-            };
-            let Some(removed) = removed else {
+            if st.leg(leg).is_none() {
                 let _ = reply.send(Err(DriverError::UnknownLeg));
                 return;
-            };
-            let LoopLeg {
-                rtp, rtcp, tasks, ..
-            } = removed;
-            drop((rtp, rtcp));
-            for task in &tasks {
-                task.abort();
             }
-            // Wait until the tasks (and their socket references) are gone,
-            // so the ports are really closed when the caller reuses them.
-            for task in tasks {
-                let _ = task.await;
+            // Tell the endpoint this SSRC is gone while the socket is
+            // still open (best effort: RTCP is not retried).
+            if let Some(bye) = st.relay.rtcp_bye(leg.id, None) {
+                send_rtcp_packet(st, bye);
             }
+            let _ = st.relay.remove_leg(leg.id);
+            // Closing the sockets takes them out of the epoll set, so the
+            // ports are really free when the caller reuses them.
+            drop(st.legs.get_mut(leg.id.0 as usize).and_then(Option::take));
             let _ = reply.send(Ok(()));
         }
     }
@@ -942,11 +1006,10 @@ async fn control(state: &Shared, message: Control) {
 /// Runs `f` on the relay for `leg` if it is still the leg the caller
 /// opened (not a closed one's successor).
 fn with_leg<T>(
-    state: &Shared,
+    st: &mut LoopState,
     leg: Key,
     f: impl FnOnce(&mut Relay, LegId) -> Result<T, RelayError>,
 ) -> Result<T, DriverError> {
-    let mut st = state.borrow_mut();
     if st.leg(leg).is_none() {
         return Err(DriverError::UnknownLeg);
     }
@@ -954,51 +1017,52 @@ fn with_leg<T>(
 }
 
 fn open(
-    state: &Shared,
+    st: &mut LoopState,
     cfg: LegConfig,
     rtp: StdUdpSocket,
     rtcp: Option<StdUdpSocket>,
 ) -> Result<(Key, u32), DriverError> {
-    let rtp = Rc::new(to_tokio(rtp)?);
-    let rtcp = rtcp.map(to_tokio).transpose()?.map(Rc::new);
-    let mut st = state.borrow_mut();
-    let id = st.relay.add_leg(cfg, Instant::now());
-    let ssrc = st.relay.leg_ssrc(id).unwrap_or(0);
-    let serial = st.next_serial;
-    st.next_serial += 1;
-    let mut tasks = vec![tokio::task::spawn_local(socket_task(
-        Rc::clone(state),
-        id,
-        Rc::clone(&rtp),
-        SocketKind::Rtp,
-    ))];
+    rtp.set_nonblocking(true)?;
     if let Some(rtcp) = &rtcp {
-        tasks.push(tokio::task::spawn_local(socket_task(
-            Rc::clone(state),
-            id,
-            Rc::clone(rtcp),
-            SocketKind::Rtcp,
-        )));
+        rtcp.set_nonblocking(true)?;
     }
+    let id = st.relay.add_leg(cfg, Instant::now());
+    let key = Key {
+        id,
+        serial: st.next_serial,
+    };
+    st.next_serial += 1;
+    let watched = st
+        .epoll
+        .add(rtp.as_raw_fd(), socket_token(key, SocketKind::Rtp))
+        .and_then(|()| match &rtcp {
+            Some(s) => st
+                .epoll
+                .add(s.as_raw_fd(), socket_token(key, SocketKind::Rtcp)),
+            None => Ok(()),
+        });
+    if let Err(e) = watched {
+        // The sockets close when dropped here, leaving the set with them.
+        let _ = st.relay.remove_leg(id);
+        return Err(e.into());
+    }
+    let ssrc = st.relay.leg_ssrc(id).unwrap_or(0);
     let index = id.0 as usize;
     if st.legs.len() <= index {
         st.legs.resize_with(index + 1, || None);
     }
     if let Some(slot) = st.legs.get_mut(index) {
         *slot = Some(LoopLeg {
-            serial,
+            serial: key.serial,
             rtp,
             rtcp,
-            tasks,
         });
     }
-    Ok((Key { id, serial }, ssrc))
+    Ok((key, ssrc))
 }
 
 /// Sends every RTCP report due now (the relay's own SR/RR per leg).
-fn send_rtcp(state: &Shared) {
-    let mut guard = state.borrow_mut();
-    let st = &mut *guard;
+fn send_rtcp(st: &mut LoopState) {
     let now = Instant::now();
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1012,20 +1076,12 @@ fn send_rtcp(state: &Shared) {
 /// prompt frames) from the leg's RTP socket, without waiting: a packet
 /// that finds the socket busy is dropped and counted (the next follows a
 /// frame later); then hands over the events the deadlines produced.
-fn send_generated(state: &Shared) {
-    let mut guard = state.borrow_mut();
-    let st = &mut *guard;
+fn send_generated(st: &mut LoopState) {
     let now = Instant::now();
     while let Some(t) = st.relay.poll_transmit(now) {
-        let socket = st
-            .legs
-            .get(t.leg.0 as usize)
-            .and_then(Option::as_ref)
-            .and_then(|l| match t.socket {
-                SocketKind::Rtp => Some(&l.rtp),
-                SocketKind::Rtcp => l.rtcp.as_ref(),
-            });
-        let sent = socket.is_some_and(|s| s.try_send_to(st.relay.output(), t.to).is_ok());
+        let sent = st
+            .socket(t.leg, t.socket)
+            .is_some_and(|s| s.send_to(st.relay.output(), t.to).is_ok());
         if !sent {
             st.relay.count_drop(t.leg, DropReason::SendFailed);
         }
@@ -1071,94 +1127,54 @@ fn drain_events(st: &mut LoopState) {
 /// that finds the socket busy is dropped (and counted), the next one
 /// follows an interval later.
 fn send_rtcp_packet(st: &mut LoopState, (leg, to, kind, packet): RtcpOut) {
-    let socket = st
-        .legs
-        .get(leg.0 as usize)
-        .and_then(Option::as_ref)
-        .and_then(|l| match kind {
-            SocketKind::Rtp => Some(&l.rtp),
-            SocketKind::Rtcp => l.rtcp.as_ref(),
-        });
-    let sent = socket.is_some_and(|s| s.try_send_to(&packet, to).is_ok());
+    let sent = st
+        .socket(leg, kind)
+        .is_some_and(|s| s.send_to(&packet, to).is_ok());
     if !sent {
         st.relay.count_drop(leg, DropReason::SendFailed);
     }
 }
 
-fn to_tokio(socket: StdUdpSocket) -> io::Result<UdpSocket> {
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
-}
-
-/// Reads one socket of one leg for the leg's lifetime.
-async fn socket_task(state: Shared, leg: LegId, socket: Rc<UdpSocket>, kind: SocketKind) {
-    // The one receive buffer of this socket: part of the task, allocated at spawn.
-    let mut buf = [0u8; RECV_BUF];
-    loop {
-        let (len, source) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(error = %e, "media recv error");
-                tokio::task::yield_now().await;
-                continue;
-            }
-        };
-        // The start of the relay-added latency, and the relay's `now`.
-        let received = Instant::now();
-        let oversize = len >= RECV_BUF;
-        let Some(packet) = buf.get_mut(..len) else {
-            continue;
-        };
-        if let Some((out, to, out_leg, built)) =
-            relay_packet(&state, leg, kind, source, packet, oversize, received)
-        {
-            // Slow path, rare: the output socket's readiness was not known yet.
-            let bytes = built.as_deref().unwrap_or(packet);
-            let sent = out.send_to(bytes, to).await;
-            let mut st = state.borrow_mut();
-            match sent {
-                Ok(_) => st
-                    .outputs
-                    .latency
-                    .record(st.outputs.index, received.elapsed()),
-                Err(_) => st.relay.count_drop(out_leg, DropReason::SendFailed),
-            }
+/// The per-packet step for one ready socket: one `recvfrom`, the relay's
+/// decision, and at most one `sendto` out of the peer leg's socket. A
+/// send that would block is a drop (counted): a late RTP packet is worth
+/// less than the next one, and the loop never waits on one socket.
+fn read_socket(st: &mut LoopState, token: u64, buf: &mut [u8]) {
+    let (leg, serial_low, kind) = token_socket(token);
+    let Some(socket) = st
+        .legs
+        .get(leg.0 as usize)
+        .and_then(Option::as_ref)
+        .filter(|l| l.serial & 0xffff_ffff == u64::from(serial_low))
+        .and_then(|l| l.socket(kind))
+    else {
+        return;
+    };
+    let (len, source) = match socket.recv_from(buf) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        Err(e) => {
+            // E.g. ECONNREFUSED from an ICMP error for an earlier send.
+            tracing::debug!(error = %e, "media recv error");
+            return;
         }
-    }
-}
-
-/// What to send when the output socket was not ready: the socket, the
-/// destination, the output leg, and a copy of the packet when the relay
-/// built it (its buffer is reused by the next packet; `None`: the receive
-/// buffer, rewritten in place).
-type Pending = (Rc<UdpSocket>, SocketAddr, LegId, Option<Vec<u8>>);
-
-/// The per-packet step: decide, and send at once when the socket is ready
-/// (recording the latency since `received`). Returns the socket to await
-/// on only when it was not.
-fn relay_packet(
-    state: &Shared,
-    leg: LegId,
-    kind: SocketKind,
-    source: SocketAddr,
-    packet: &mut [u8],
-    oversize: bool,
-    received: Instant,
-) -> Option<Pending> {
-    let mut guard = state.borrow_mut();
-    let st = &mut *guard;
-    if oversize {
+    };
+    // The start of the relay-added latency, and the relay's `now`.
+    let received = Instant::now();
+    if len >= buf.len() {
+        // May have been truncated.
         st.relay.count_drop(leg, DropReason::Oversize);
-        return None;
+        return;
     }
+    let Some(packet) = buf.get_mut(..len) else {
+        return;
+    };
     let action = match kind {
         SocketKind::Rtp => st.relay.handle_rtp(leg, source, packet, received),
         SocketKind::Rtcp => st.relay.handle_rtcp(leg, source, packet, received),
     };
-    // A key press: its event, and its quiet-period deadline for the timer.
-    if st.relay.take_timeout_changed() {
-        st.wake.notify_one();
-    }
+    // A key press: its event now; its quiet-period deadline re-arms the
+    // loop's timeout at the top of the loop.
     drain_events(st);
     let (out_leg, to, socket, built) = match action {
         Action::Forward {
@@ -1171,36 +1187,21 @@ fn relay_packet(
             to,
             socket,
         } => (out_leg, to, socket, true),
-        Action::Consumed | Action::Drop(_) => return None,
+        Action::Consumed | Action::Drop(_) => return,
     };
-    let out = st
-        .legs
-        .get(out_leg.0 as usize)
-        .and_then(Option::as_ref)
-        .and_then(|l| match socket {
-            SocketKind::Rtp => Some(&l.rtp),
-            SocketKind::Rtcp => l.rtcp.as_ref(),
-        });
-    let Some(out) = out else {
+    let Some(out) = st.socket(out_leg, socket) else {
         st.relay.count_drop(out_leg, DropReason::SendFailed);
-        return None;
+        return;
     };
     let bytes: &[u8] = if built { st.relay.output() } else { packet };
-    match out.try_send_to(bytes, to) {
-        Ok(_) => {
-            st.outputs
-                .latency
-                .record(st.outputs.index, received.elapsed());
-            None
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            let copy = built.then(|| bytes.to_vec());
-            Some((Rc::clone(out), to, out_leg, copy))
-        }
+    match out.send_to(bytes, to) {
+        Ok(_) => st
+            .outputs
+            .latency
+            .record(st.outputs.index, received.elapsed()),
         Err(e) => {
             tracing::trace!(error = %e, %to, "media send failed");
             st.relay.count_drop(out_leg, DropReason::SendFailed);
-            None
         }
     }
 }
@@ -1212,6 +1213,7 @@ mod tests {
     use crate::rtp;
     use std::net::Ipv4Addr;
     use std::time::Duration;
+    use tokio::net::UdpSocket;
 
     const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

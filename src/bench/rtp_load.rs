@@ -529,6 +529,57 @@ pub fn run(path: &Path, cfg: &RtpLoadConfig) -> BenchResult<RtpOutcome> {
     Ok(out)
 }
 
+/// N answered calls that carry no media: what a relay holds per call
+/// when nothing flows (the state of two legs and their sockets).
+#[derive(Clone, Copy, Debug)]
+pub struct QuietOutcome {
+    pub calls: usize,
+    pub before: ProcSample,
+    pub after: ProcSample,
+    /// Offer + answer per call, seconds for all of them.
+    pub setup_s: f64,
+}
+
+impl QuietOutcome {
+    /// Memory growth per call, KiB (RSS; PSS for a process tree).
+    pub fn kib_per_call(&self) -> f64 {
+        let grown = self.after.mem_kib() as f64 - self.before.mem_kib() as f64;
+        grown / self.calls.max(1) as f64
+    }
+}
+
+/// Sets up `calls` calls on the relay at `ng` (process `pid`), measures
+/// its memory once they are all up, and deletes them again. The SDPs
+/// name one socket of ours that nobody sends from, so no RTP flows.
+pub fn quiet_calls(ng: SocketAddr, pid: u32, calls: usize) -> BenchResult<QuietOutcome> {
+    let before = procstat::sample_tree(pid)?;
+    let mut client = NgClient::new(ng)?;
+    let endpoint = UdpSocket::bind("127.0.0.1:0")?;
+    let addr = endpoint.local_addr()?;
+    let run_id = format!("quiet-{:x}", std::process::id());
+    let setup = Instant::now();
+    for c in 0..calls {
+        let call_id = format!("{run_id}-{c}");
+        let codec = CODECS.get(c % CODECS.len()).unwrap_or(&ng::PCMA);
+        let sdp = ng::sdp_for(addr, codec, c as u64);
+        client.offer(&call_id, "caller", &sdp)?;
+        client.answer(&call_id, "caller", "callee", &sdp)?;
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+    // Let the relay settle (deferred work, allocator) before sampling.
+    thread::sleep(Duration::from_secs(1));
+    let after = procstat::sample_tree(pid)?;
+    for c in 0..calls {
+        client.delete(&format!("{run_id}-{c}"), "caller")?;
+    }
+    Ok(QuietOutcome {
+        calls,
+        before,
+        after,
+        setup_s,
+    })
+}
+
 fn sleep_until(t0: Instant, at: Duration) {
     let now = t0.elapsed();
     if at > now {

@@ -47,13 +47,28 @@ struct Args {
     /// Workloads to run: rtp, sip, http (comma-separated).
     #[arg(long, default_value = "rtp,sip,http", value_delimiter = ',')]
     only: Vec<String>,
-    /// Concurrent calls tried, ascending; each relay stops at its first failure.
+    /// Concurrent calls tried, ascending; past `--curve-through` each
+    /// relay stops at its first failure. 300 and 400 calls are the issue's
+    /// 30k and 40k packets/s.
     #[arg(
         long,
-        default_value = "10,100,250,500,1000,1500,2000,3000,4000",
+        default_value = "10,100,300,400,500,750,1000,1500,2000",
         value_delimiter = ','
     )]
     calls: Vec<usize>,
+    /// Every relay runs every N up to this one, failing or not, so the
+    /// curve always shows it (10, 100, 1,000 calls and the maximum).
+    #[arg(long, default_value_t = 1000)]
+    curve_through: usize,
+    /// Answered calls with no media held at once to measure memory per
+    /// call (0: skip).
+    #[arg(long, default_value_t = 5000)]
+    quiet_calls: usize,
+    /// Pin each relay to CPU 0 and the generator to CPU 1 (on a machine
+    /// with at least two), so both relays get exactly one core and
+    /// neither competes with the generator.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pin: bool,
     /// Bisect once between each relay's last pass and first failure.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     refine: bool,
@@ -105,6 +120,12 @@ struct Args {
     /// SIP systems: direct, ours, kamailio.
     #[arg(long, default_value = "direct,ours,kamailio", value_delimiter = ',')]
     sip_systems: Vec<String>,
+    /// Media loops of our relay (`softswitch-relay --loops`); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    relay_loops: usize,
+    /// rtpengine's worker threads (`--num-threads`); 0 = its default (one per core).
+    #[arg(long, default_value_t = 0)]
+    rtpengine_threads: usize,
     /// Binaries; ours default to the ones next to this one.
     #[arg(long)]
     relay_bin: Option<PathBuf>,
@@ -157,6 +178,8 @@ fn main() -> BenchResult<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Read before any pinning narrows it.
+    machine_cpus();
     std::fs::create_dir_all(&args.workdir)?;
     let here = std::env::current_exe()?
         .parent()
@@ -241,6 +264,42 @@ impl Machine {
     }
 }
 
+/// The CPUs this process may use at start-up, before it pins itself
+/// (after that `available_parallelism` would say 1).
+fn machine_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Whether this run pins (asked for, and at least two CPUs to pin to).
+fn pinning(args: &Args) -> bool {
+    args.pin && machine_cpus() >= 2
+}
+
+/// `program` on CPU 0 when pinning (`taskset` execs it: same pid).
+fn pinned_command(program: &Path, pinned: bool) -> Command {
+    if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Moves every thread of this process (the generator) to `cpus`, a
+/// `taskset` list; threads started later inherit it.
+fn pin_self(cpus: &str) -> BenchResult<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("taskset -c {cpus} failed: {status}").into());
+    }
+    Ok(())
+}
+
 /// The first line a command prints (stdout, else stderr), or "".
 fn command_line(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
@@ -300,6 +359,8 @@ struct RtpRun {
 #[derive(Debug, Default)]
 struct RtpReport {
     runs: Vec<RtpRun>,
+    quiet: Vec<(RtpSystem, Result<rtp_load::QuietOutcome, String>)>,
+    pinned: bool,
     skipped: Vec<String>,
     versions: Vec<String>,
 }
@@ -329,18 +390,20 @@ fn start_relay(system: RtpSystem, args: &Args, relay_bin: &Path) -> BenchResult<
     let port = sip_load::free_udp_ports(1)?;
     let ng = SocketAddr::from(([127, 0, 0, 1], port));
     let log = std::fs::File::create(args.workdir.join(format!("{system:?}.log")))?;
+    let pinned = pinning(args);
     let mut cmd = match system {
         RtpSystem::Ours => {
-            let mut c = Command::new(relay_bin);
+            let mut c = pinned_command(relay_bin, pinned);
             c.arg("--listen-ng")
                 .arg(ng.to_string())
                 .args(["--bind-ip", "127.0.0.1"])
                 .args(["--port-min", &args.port_min.to_string()])
-                .args(["--port-max", &args.port_max.to_string()]);
+                .args(["--port-max", &args.port_max.to_string()])
+                .args(["--loops", &args.relay_loops.to_string()]);
             c
         }
         RtpSystem::Rtpengine => {
-            let mut c = Command::new(&args.rtpengine);
+            let mut c = pinned_command(&args.rtpengine, pinned);
             // Userspace forwarding only (no kernel table), warnings only
             // (ours logs at warn too), freed ports reusable at once.
             c.args([
@@ -356,6 +419,15 @@ fn start_relay(system: RtpSystem, args: &Args, relay_bin: &Path) -> BenchResult<
             .arg(format!("--listen-ng={ng}"))
             .arg(format!("--port-min={}", args.port_min))
             .arg(format!("--port-max={}", args.port_max));
+            // Pinned to one core, more workers than the one would only
+            // take turns on it (ours runs one loop there likewise).
+            let threads = match args.rtpengine_threads {
+                0 if pinned => 1,
+                n => n,
+            };
+            if threads > 0 {
+                c.arg(format!("--num-threads={threads}"));
+            }
             c
         }
         RtpSystem::Direct => return Err("no process for the direct path".into()),
@@ -481,6 +553,63 @@ fn judge(run: &mut RtpRun, floor: Option<&RtpOutcome>) {
 }
 
 fn run_rtp(args: &Args, relay_bin: &Path) -> BenchResult<RtpReport> {
+    let pinned = pinning(args);
+    if pinned {
+        pin_self("1")?;
+    }
+    let report = run_rtp_pinned(args, relay_bin);
+    if pinned {
+        pin_self(&format!("0-{}", machine_cpus().saturating_sub(1)))?;
+    }
+    let mut report = report?;
+    report.pinned = pinned;
+    Ok(report)
+}
+
+/// This process's soft limit of open files (`/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Memory of `--quiet-calls` answered calls without media, per relay.
+fn run_quiet(args: &Args, relay_bin: &Path, relays: &[RtpSystem], report: &mut RtpReport) {
+    if args.quiet_calls == 0 {
+        return;
+    }
+    // Four sockets per call (RTP and RTCP of two legs) in either relay, which
+    // inherits our descriptor limit; stay under it with room for the rest.
+    let calls = match open_files_limit() {
+        Some(limit) => args.quiet_calls.min(limit.saturating_sub(256) / 4),
+        None => args.quiet_calls,
+    };
+    if calls < args.quiet_calls {
+        report.skipped.push(format!(
+            "quiet calls: {calls} instead of {}: the open-files limit ({}) allows four \
+             sockets per call for no more",
+            args.quiet_calls,
+            open_files_limit().unwrap_or(0)
+        ));
+    }
+    for &r in relays {
+        let outcome = start_relay(r, args, relay_bin)
+            .and_then(|relay| rtp_load::quiet_calls(relay.ng, relay.child.id(), calls))
+            .map_err(|e| e.to_string());
+        match &outcome {
+            Ok(q) => eprintln!(
+                "bench: {} quiet calls on {}: {:.1} KiB/call",
+                q.calls,
+                r.name(),
+                q.kib_per_call()
+            ),
+            Err(e) => eprintln!("bench: quiet calls on {}: {e}", r.name()),
+        }
+        report.quiet.push((r, outcome));
+    }
+}
+
+fn run_rtp_pinned(args: &Args, relay_bin: &Path) -> BenchResult<RtpReport> {
     let mut report = RtpReport::default();
     let mut systems = Vec::new();
     for s in &args.rtp_systems {
@@ -516,7 +645,7 @@ fn run_rtp(args: &Args, relay_bin: &Path) -> BenchResult<RtpReport> {
         let live: Vec<RtpSystem> = relays
             .iter()
             .copied()
-            .filter(|r| !failed_at.iter().any(|(s, _)| s == r))
+            .filter(|r| n <= args.curve_through || !failed_at.iter().any(|(s, _)| s == r))
             .collect();
         if live.is_empty() && !relays.is_empty() {
             break;
@@ -531,7 +660,7 @@ fn run_rtp(args: &Args, relay_bin: &Path) -> BenchResult<RtpReport> {
     }
     if args.refine {
         // One bisection per relay between its last pass and first failure.
-        for r in relays {
+        for &r in &relays {
             let Some(&(_, bad)) = failed_at.iter().find(|(s, _)| *s == r) else {
                 continue;
             };
@@ -561,6 +690,7 @@ fn run_rtp(args: &Args, relay_bin: &Path) -> BenchResult<RtpReport> {
             rtp_step(args, relay_bin, mid, &todo, &mut report, &mut Vec::new());
         }
     }
+    run_quiet(args, relay_bin, &relays, &mut report);
     report.runs.sort_by_key(|r| (r.calls, r.system));
     Ok(report)
 }
@@ -906,8 +1036,8 @@ fn rtp_markdown(t: &mut String, r: &RtpReport, args: &Args) {
          (50 packets/s each way, 100 relayed per call per second); calls cycle through \
          PCMA (160 B payload), AMR 12.2 (32 B) and Opus (70 B). Every relay is set up over \
          rtpengine's ng protocol by the same client (`offer`, `answer`, `delete`) and runs \
-         as its own process: `softswitch-relay` (our `MediaDriver`, one loop per core) and \
-         rtpengine (userspace forwarding, `--table=-1`, default threads). The floor sends \
+         as its own process: `softswitch-relay` (our `MediaDriver`: epoll loops, one per \
+         core it may use) and rtpengine (userspace forwarding, `--table=-1`). {} The floor sends \
          caller↔callee directly. Latency is one-way, send to receive, both stamped by the \
          generator's monotonic clock (send time in the payload, receive time right after \
          `recv`); *added* is the relay's percentile minus that of the *probes*: N/10 \
@@ -922,7 +1052,15 @@ fn rtp_markdown(t: &mut String, r: &RtpReport, args: &Args) {
          having sent at least 99 % of the offered packets (a generator starved of CPU \
          offers less than N calls' worth, so the run does not show N calls carried); a relay that \
          fails is tried once more at that N, and its curve ends at its second failure.\n",
-        args.warmup, args.measure
+        if r.pinned {
+            "Each relay is pinned to CPU 0 (`taskset`; rtpengine with `--num-threads=1`, ours \
+             then runs one loop) and the generator to CPU 1, so each relay has exactly one \
+             core of its own: the largest N is what one core carries."
+        } else {
+            "Nothing is pinned: relays (default threads) and generator share every core."
+        },
+        args.warmup,
+        args.measure
     );
     for s in &r.skipped {
         let _ = writeln!(t, "- Skipped: {s}");
@@ -981,12 +1119,15 @@ fn rtp_markdown(t: &mut String, r: &RtpReport, args: &Args) {
         t,
         "\nThe floor failing means the generator itself (one sender and one receiver \
          thread) could not keep up: no relay can be judged beyond that N on this \
-         machine. With a relay the generator and the relay share the same {} cores, and \
-         the generator costs more CPU per packet than either relay (its column below; \
-         on loopback a `send_to` also runs the receiving side's kernel path), so the \
-         largest N here is that of the machine as a whole; the relays' CPU per packet \
-         is the figure that carries over to a bigger machine.\n",
-        thread::available_parallelism().map_or(1, |n| n.get())
+         machine. The generator costs more CPU per packet than either relay (its column \
+         below; on loopback a `send_to` also runs the receiving side's kernel path){}; \
+         the relays' CPU per packet is the figure that carries over to a bigger machine.\n",
+        if r.pinned {
+            ", so on its one core it, not the relay, is often what gives out first"
+        } else {
+            ", and shares the cores with the relay, so the largest N here is that of \
+             the machine as a whole"
+        }
     );
 
     let _ = writeln!(t, "### The curve\n");
@@ -1068,9 +1209,9 @@ fn rtp_markdown(t: &mut String, r: &RtpReport, args: &Args) {
     );
     let _ = writeln!(
         t,
-        "| N | packets/s | p50 | p99 | p99.9 | max | CPU / Mpkt | KiB / call |"
+        "| N | packets/s | p50 | p99 | p99.9 | max | added p99 | CPU / Mpkt | KiB / call |"
     );
-    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let get = |s: RtpSystem, n: usize| {
         r.runs
             .iter()
@@ -1080,14 +1221,16 @@ fn rtp_markdown(t: &mut String, r: &RtpReport, args: &Args) {
     let mut ns: Vec<usize> = r.runs.iter().map(|x| x.calls).collect();
     ns.dedup();
     for n in ns {
-        let (Some((_, a)), Some((_, b))) = (get(RtpSystem::Ours, n), get(RtpSystem::Rtpengine, n))
+        let (Some((ra, a)), Some((rb, b))) =
+            (get(RtpSystem::Ours, n), get(RtpSystem::Rtpengine, n))
         else {
             continue;
         };
+        let added_p99 = |run: &RtpRun| run.added.map(|a| a[1] as f64);
         let e2e = |o: &RtpOutcome, q: f64| Some(o.latency.quantile_ns(q) as f64);
         let _ = writeln!(
             t,
-            "| {n} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
             ratio(Some(a.pps()), Some(b.pps())),
             ratio(e2e(a, 0.5), e2e(b, 0.5)),
             ratio(e2e(a, 0.99), e2e(b, 0.99)),
@@ -1096,9 +1239,44 @@ fn rtp_markdown(t: &mut String, r: &RtpReport, args: &Args) {
                 Some(a.latency.max_ns() as f64),
                 Some(b.latency.max_ns() as f64)
             ),
+            ratio(added_p99(ra), added_p99(rb)),
             ratio(a.relay_cpu_per_mpkt(), b.relay_cpu_per_mpkt()),
             ratio(a.relay_kib_per_call(), b.relay_kib_per_call()),
         );
+    }
+
+    if !r.quiet.is_empty() {
+        let _ = writeln!(t, "\n### Memory per call, quiet\n");
+        let _ = writeln!(
+            t,
+            "N calls set up (offer and answer) and held with no media flowing: the relay \
+             process's memory growth over idle (RSS), divided by N. Kernel socket buffers \
+             are not in it (they are charged to the kernel, for either relay).\n"
+        );
+        let _ = writeln!(t, "| system | calls | KiB / call | set-ups/s |");
+        let _ = writeln!(t, "|---|---:|---:|---:|");
+        for (sys, q) in &r.quiet {
+            match q {
+                Ok(q) => {
+                    let _ = writeln!(
+                        t,
+                        "| {} | {} | {:.1} | {:.0} |",
+                        sys.name(),
+                        q.calls,
+                        q.kib_per_call(),
+                        q.calls as f64 / q.setup_s.max(1e-9)
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        t,
+                        "| {} | – | error: {} | |",
+                        sys.name(),
+                        e.replace('|', "/")
+                    );
+                }
+            }
+        }
     }
 
     // Our relay's own view.

@@ -22,16 +22,16 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::procstat;
-use super::sip_load::{free_udp_ports, signal};
+use super::sip_load::{free_udp_ports, spawn_switch, Proc};
 use super::BenchResult;
 
 /// The issue-6 target for the status poll on one core.
@@ -184,48 +184,6 @@ pub struct HttpReport {
     pub wrk_cpu: usize,
     /// Why the workload did not run, or what else happened.
     pub note: String,
-}
-
-/// A child process ended (TERM, then KILL) when dropped.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, name: &str) -> BenchResult<Proc> {
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok(Proc { child })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(st)) => return Some(st.code().unwrap_or(-1)),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) | Err(_) => return None,
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        signal(self.pid(), "TERM");
-        if self.wait(Duration::from_secs(10)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -403,25 +361,8 @@ fn start_switch(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // Only the file configures this switch; its log level is the
-    // production default unless SOFTSWITCH_LOG says otherwise.
-    for (k, _) in std::env::vars_os() {
-        if k.to_str()
-            .is_some_and(|k| k.starts_with("SOFTSWITCH_") && k != "SOFTSWITCH_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    let mut proc = Proc::spawn(&mut cmd, "softswitch")?;
-    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    // Keeps draining so the pipe never fills.
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    // Its log level is the production default unless SOFTSWITCH_LOG says otherwise.
+    let (proc, rx) = spawn_switch(&mut cmd)?;
     let deadline = Instant::now() + STARTUP;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -118,13 +118,13 @@ impl SipStep {
 }
 
 /// A child process ended (TERM, then KILL) when dropped.
-struct Proc {
-    child: Child,
+pub(super) struct Proc {
+    pub(super) child: Child,
     name: String,
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command, name: &str) -> BenchResult<Proc> {
+    pub(super) fn spawn(cmd: &mut Command, name: &str) -> BenchResult<Proc> {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
@@ -134,12 +134,12 @@ impl Proc {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits up to `timeout` for the exit code (None: still running).
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+    pub(super) fn wait(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
@@ -168,6 +168,30 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `softswitch serve` as `cmd` says (its stdout piped), with only
+/// its config file configuring it (no `SOFTSWITCH_*` from our
+/// environment but the log level); its stdout lines arrive on the
+/// receiver, drained by a thread so the pipe never fills.
+pub(super) fn spawn_switch(cmd: &mut Command) -> BenchResult<(Proc, mpsc::Receiver<String>)> {
+    for (k, _) in std::env::vars_os() {
+        if k.to_str()
+            .is_some_and(|k| k.starts_with("SOFTSWITCH_") && k != "SOFTSWITCH_LOG")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let mut proc = Proc::spawn(cmd, "softswitch")?;
+    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    Ok((proc, rx))
 }
 
 /// Sends a signal by name with kill(1): the workspace forbids unsafe
@@ -255,24 +279,7 @@ fn start_switch(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
-    // Only the file configures this switch.
-    for (k, _) in std::env::vars_os() {
-        if k.to_str()
-            .is_some_and(|k| k.starts_with("SOFTSWITCH_") && k != "SOFTSWITCH_LOG")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    let mut proc = Proc::spawn(&mut cmd, "softswitch")?;
-    let stdout = proc.child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    // Keeps draining so the pipe never fills.
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let (proc, rx) = spawn_switch(&mut cmd)?;
     let (mut sip, mut http) = (None, None);
     let deadline = Instant::now() + STARTUP;
     while sip.is_none() || http.is_none() {

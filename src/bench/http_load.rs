@@ -349,20 +349,8 @@ fn start_switch(
     );
     let config = dir.join("switch.toml");
     std::fs::write(&config, toml)?;
-    let log = std::fs::File::create(dir.join("switch.log"))?;
-    let mut cmd = Command::new("taskset");
-    cmd.arg("-c")
-        .arg(cfg.switch_cpu.to_string())
-        .arg(&cfg.switch_bin)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
     // Its log level is the production default unless SOFTSWITCH_LOG says otherwise.
-    let (proc, rx) = spawn_switch(&mut cmd)?;
+    let (proc, rx) = spawn_switch(&cfg.switch_bin, &config, dir, Some(cfg.switch_cpu))?;
     let deadline = Instant::now() + STARTUP;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -170,11 +170,33 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `softswitch serve` as `cmd` says (its stdout piped), with only
+/// Starts `bin serve --config config` in `dir` (on CPU `cpu` alone when
+/// given, through `taskset`), its stderr to `dir/switch.log`, with only
 /// its config file configuring it (no `SOFTSWITCH_*` from our
 /// environment but the log level); its stdout lines arrive on the
 /// receiver, drained by a thread so the pipe never fills.
-pub(super) fn spawn_switch(cmd: &mut Command) -> BenchResult<(Proc, mpsc::Receiver<String>)> {
+pub(super) fn spawn_switch(
+    bin: &Path,
+    config: &Path,
+    dir: &Path,
+    cpu: Option<usize>,
+) -> BenchResult<(Proc, mpsc::Receiver<String>)> {
+    let log = std::fs::File::create(dir.join("switch.log"))?;
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
     for (k, _) in std::env::vars_os() {
         if k.to_str()
             .is_some_and(|k| k.starts_with("SOFTSWITCH_") && k != "SOFTSWITCH_LOG")
@@ -182,7 +204,7 @@ pub(super) fn spawn_switch(cmd: &mut Command) -> BenchResult<(Proc, mpsc::Receiv
             cmd.env_remove(k);
         }
     }
-    let mut proc = Proc::spawn(cmd, "softswitch")?;
+    let mut proc = Proc::spawn(&mut cmd, "softswitch")?;
     let stdout = proc.child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel::<String>();
     thread::spawn(move || {
@@ -270,16 +292,7 @@ fn start_switch(
     );
     let config = dir.join("switch.toml");
     std::fs::write(&config, toml)?;
-    let log = std::fs::File::create(dir.join("switch.log"))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
-    let (proc, rx) = spawn_switch(&mut cmd)?;
+    let (proc, rx) = spawn_switch(bin, &config, dir, None)?;
     let (mut sip, mut http) = (None, None);
     let deadline = Instant::now() + STARTUP;
     while sip.is_none() || http.is_none() {
